@@ -1,0 +1,1 @@
+"""promptlib: a prompt library that behaves like software."""
