@@ -1,0 +1,109 @@
+"""The typer application, global options and the error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from ..errors import DriftError, LoadError, PromptlibError, ProviderError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROVIDER = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="promptlib",
+    help=(
+        "A prompt library that behaves like software: validate typed YAML prompts, render "
+        "them, evaluate them on real datasets into a JSON ledger, compute the semantic "
+        "version bump a change needs, compare a change with the last release, and lock "
+        "prompts in downstream projects.\n\n"
+        "Commands work on the project that contains the current directory (the nearest "
+        "folder with pyproject.toml and prompts/), or on --project DIR. Outside a project, "
+        "list, show and render use the library bundled with the installed package.\n\n"
+        "Exit codes: 0 passed; 1 a gate failed (invalid files, regression, threshold, "
+        "version bump, manifest drift); 2 usage or input error; 3 provider failure beyond "
+        "the error budget. Set PROMPTLIB_DEBUG=1 to see tracebacks."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    """Options given before the command name."""
+
+    project: Path | None = None
+
+
+state = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __getattr__ as lazy
+
+        typer.echo(f"promptlib {lazy('__version__')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The project folder to work on (default: found from the current directory).",
+            file_okay=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the installed promptlib version and exit.",
+        ),
+    ] = False,
+) -> None:
+    state.project = project
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: message`` to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Map promptlib errors to exit codes and messages, without tracebacks."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except PromptlibError as exc:
+            if os.environ.get("PROMPTLIB_DEBUG") == "1":
+                raise
+            code = EXIT_USAGE
+            if isinstance(exc, LoadError | DriftError):
+                code = EXIT_GATE
+            elif isinstance(exc, ProviderError):
+                code = EXIT_PROVIDER
+            raise fail(str(exc), code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper

@@ -1,0 +1,304 @@
+"""validate, list, show, render, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ConfigError, InputError
+from ..library import Library, load, prompts_dir_for
+from ..prompt import Prompt
+from ..settings import Settings
+from ._app import EXIT_GATE, app, fail, handle_errors, state
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class TextFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def settings() -> Settings:
+    return Settings.resolve(state.project)
+
+
+def current_library() -> Library:
+    return load(prompts_dir_for(settings()))
+
+
+def echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command()
+@handle_errors
+def validate(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Prompt files or folders to check (default: the project's prompts/).",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        TextFormat, typer.Option("--format", help="text for people, json for tools.")
+    ] = TextFormat.text,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+) -> None:
+    """Check prompt files: schema, ids, templates, includes, inputs vs variables, examples.
+
+    Every problem is reported with file, line and key. Exit 1 if there is any error.
+    """
+    from ..loader import scan_paths
+
+    targets = list(paths) if paths else [prompts_dir_for(settings())]
+    results = scan_paths(targets)
+    problems = [p for r in results for p in r.problems]
+    warnings = [w for r in results for w in r.warnings]
+    prompts = sum(len(r.prompts) for r in results)
+    files = sum(r.files for r in results)
+    failed = bool(problems) or (strict and bool(warnings))
+    if output_format is TextFormat.json:
+        echo_json(
+            {
+                "ok": not failed,
+                "files": files,
+                "prompts": prompts,
+                "errors": [p.__dict__ for p in problems],
+                "warnings": [w.__dict__ for w in warnings],
+            }
+        )
+    else:
+        for item in [*problems, *warnings]:
+            typer.echo(str(item))
+        summary = (
+            f"{files} file{'s' if files != 1 else ''} checked: {prompts} valid prompts, "
+            f"{len(problems)} error{'s' if len(problems) != 1 else ''}, "
+            f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+        )
+        typer.echo(summary, err=failed)
+    if failed:
+        raise typer.Exit(EXIT_GATE)
+
+
+@app.command("list")
+@handle_errors
+def list_prompts(
+    tag: Annotated[str | None, typer.Option(help="Only prompts with this tag.")] = None,
+    output_format: Annotated[
+        ListFormat, typer.Option("--format", help="table for people, json for tools.")
+    ] = ListFormat.table,
+) -> None:
+    """List the prompts of the library: id, version, output and description."""
+    library = current_library()
+    if tag is not None:
+        library = library.filter(tag=tag)
+    if output_format is ListFormat.json:
+        echo_json(
+            [
+                {
+                    "id": p.id,
+                    "version": str(p.version),
+                    "fingerprint": p.fingerprint,
+                    "output": p.output.format,
+                    "tags": list(p.tags),
+                    "description": p.description,
+                }
+                for p in library.values()
+            ]
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("id", "version", "output", "tags", "description"):
+        table.add_column(column, overflow="fold" if column == "description" else "ellipsis")
+    for p in library.values():
+        table.add_row(p.id, str(p.version), p.output.format, ",".join(p.tags), p.description)
+    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    typer.echo(f"{len(library)} prompts", err=True)
+
+
+def _prompt_json(prompt: Prompt) -> dict[str, Any]:
+    data = {
+        "id": prompt.id,
+        "version": str(prompt.version),
+        "fingerprint": prompt.fingerprint,
+        "path": str(prompt.path) if prompt.path else None,
+        **prompt.metadata(),
+        "behaviour": prompt.behaviour(),
+        "examples": [e.model_dump(exclude_none=True) for e in prompt.examples],
+    }
+    data["inputs"] = {
+        name: {"description": spec.description, **prompt.behaviour()["inputs"][name]}
+        for name, spec in prompt.inputs.items()
+    }
+    return data
+
+
+@app.command()
+@handle_errors
+def show(
+    prompt_id: Annotated[str, typer.Argument(metavar="ID", help="The prompt id.")],
+    output_format: Annotated[TextFormat, typer.Option("--format")] = TextFormat.text,
+) -> None:
+    """Show one prompt: version, fingerprint, inputs, model, output, examples and text."""
+    prompt = current_library()[prompt_id]
+    if output_format is TextFormat.json:
+        echo_json(_prompt_json(prompt))
+        return
+    lines = [
+        f"{prompt.id} {prompt.version}",
+        f"  {prompt.description}",
+        f"  fingerprint: {prompt.fingerprint}",
+    ]
+    if prompt.path:
+        lines.append(f"  file: {prompt.path}")
+    if prompt.tags:
+        lines.append(f"  tags: {', '.join(prompt.tags)}")
+    if prompt.owner:
+        lines.append(f"  owner: {prompt.owner}")
+    lines.append("inputs:")
+    for name, spec in prompt.inputs.items():
+        flags = "required" if spec.required else f"optional, default {spec.default!r}"
+        enum = f", one of {spec.enum}" if spec.enum else ""
+        lines.append(f"  {name} ({spec.type}, {flags}{enum}): {spec.description}")
+    model = prompt.model.model_dump(exclude_none=True)
+    if model:
+        lines.append("model: " + ", ".join(f"{k}={v}" for k, v in model.items()))
+    output = prompt.output
+    lines.append(f"output: {output.format}")
+    if output.labels:
+        lines.append(f"  labels ({len(output.labels)}): {', '.join(output.labels)}")
+    if prompt.partials:
+        lines.append(f"partials: {', '.join(prompt.partials)}")
+    lines.append(f"examples: {len(prompt.examples)}")
+    for i, example in enumerate(prompt.examples):
+        source = f"  ({example.source})" if example.source else ""
+        lines.append(f"  [{i}] {json.dumps(example.inputs, ensure_ascii=False)[:100]}{source}")
+    if prompt.messages is not None:
+        for message in prompt.messages:
+            lines.append(f"--- {message.role} ---")
+            lines.append(message.content.rstrip("\n"))
+    else:
+        lines.append("--- template ---")
+        lines.append((prompt.template or "").rstrip("\n"))
+    typer.echo("\n".join(lines))
+
+
+def _parse_var(prompt: Prompt, item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--var {item!r}: write it as NAME=VALUE")
+    name, _, raw = item.partition("=")
+    spec = prompt.inputs.get(name)
+    if spec is None:
+        return name, raw  # reported by input validation, with the declared names
+    try:
+        if spec.type == "integer":
+            return name, int(raw)
+        if spec.type == "number":
+            return name, float(raw)
+        if spec.type == "boolean":
+            lowered = raw.lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(raw)
+            return name, lowered in {"true", "1", "yes"}
+        if spec.type in ("array", "object"):
+            return name, json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"--var {name}: {raw!r} is not a valid {spec.type}") from None
+    return name, raw
+
+
+def _read_vars(path: Path) -> dict[str, Any]:
+    from .._yaml import read_yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--vars {path}: {exc.strerror}") from None
+    doc = read_yaml(text, str(path))
+    if doc.problems:
+        raise ConfigError("\n".join(str(p) for p in doc.problems))
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"--vars {path}: expected a mapping of input names to values")
+    return doc.data
+
+
+@app.command()
+@handle_errors
+def render(
+    prompt_id: Annotated[str, typer.Argument(metavar="ID", help="The prompt id.")],
+    var: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--var",
+            help="An input as NAME=VALUE (repeatable); converted to the declared type "
+            "(arrays and objects as JSON).",
+        ),
+    ] = None,
+    vars_file: Annotated[
+        Path | None,
+        typer.Option("--vars", help="A YAML or JSON file mapping input names to values."),
+    ] = None,
+    example: Annotated[
+        int | None,
+        typer.Option("--example", help="Render the prompt's example N (0-based, as `show` lists)."),
+    ] = None,
+    output_format: Annotated[TextFormat, typer.Option("--format")] = TextFormat.text,
+) -> None:
+    """Render a prompt with inputs from --var, --vars or one of its examples.
+
+    --var values override --vars; --example cannot be combined with either.
+    """
+    prompt = current_library()[prompt_id]
+    if example is not None:
+        if var or vars_file:
+            raise ConfigError("--example cannot be combined with --var or --vars")
+        if not 0 <= example < len(prompt.examples):
+            raise ConfigError(
+                f"{prompt.id} has {len(prompt.examples)} example(s); --example takes 0 to "
+                f"{len(prompt.examples) - 1}"
+            )
+        values = dict(prompt.examples[example].inputs)
+    else:
+        values = _read_vars(vars_file) if vars_file else {}
+        values.update(_parse_var(prompt, item) for item in var or [])
+    try:
+        messages = prompt.render(**values)
+    except InputError as exc:
+        raise fail(
+            "\n".join([f"{prompt.id}: invalid inputs", *(f"  {p}" for p in exc.problems)])
+        ) from None
+    if output_format is TextFormat.json:
+        echo_json(
+            {
+                "id": prompt.id,
+                "version": str(prompt.version),
+                "fingerprint": prompt.fingerprint,
+                "messages": [m.to_dict() for m in messages],
+            }
+        )
+    elif prompt.is_chat:
+        typer.echo("\n\n".join(f"[{m.role}]\n{m.content}" for m in messages))
+    else:
+        typer.echo(messages[0].content)
+
+
+@app.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of prompt files (for editor completion and checks)."""
+    from ..schema import prompt_file_schema
+
+    echo_json(prompt_file_schema())

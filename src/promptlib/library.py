@@ -1,0 +1,115 @@
+"""The prompt collection: ``load()`` and the read-only ``Library`` mapping.
+
+``load()`` with no argument loads the bundled library: the ``prompts/`` folder shipped
+inside the installed wheel (``promptlib/_bundled/prompts``), or, in a source checkout,
+the repository's ``prompts/`` folder. ``load(path)`` loads a project folder (one that holds
+``prompts/``) or a prompts folder itself. Loading fails with ``LoadError`` listing every
+problem; warnings are kept on ``Library.warnings``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from .errors import LoadError, NotFoundError, Problem
+from .loader import scan
+from .prompt import Prompt
+from .settings import Settings
+
+__all__ = ["Library", "bundled_prompts_dir", "library_root", "load", "prompts_dir_for"]
+
+
+def bundled_prompts_dir() -> Path:
+    """The bundled library's folder, from an installed wheel or a source checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_bundled" / "prompts"
+    if installed.is_dir():
+        return installed
+    checkout = package.parent.parent / "prompts"
+    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
+        return checkout
+    raise NotFoundError(  # pragma: no cover - only a broken installation gets here
+        "the bundled prompt library is missing from this installation; reinstall promptlib"
+    )
+
+
+def library_root(path: Path) -> Path:
+    """The prompts folder for ``path``: ``path/prompts`` when it exists, else ``path``."""
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        raise NotFoundError(f"{path}: expected a folder holding prompts/, not a file")
+    return path / "prompts" if (path / "prompts").is_dir() else path
+
+
+def prompts_dir_for(settings: Settings) -> Path:
+    """The project's prompts folder, or the bundled library's outside any project."""
+    return settings.prompts_dir or bundled_prompts_dir()
+
+
+class Library(Mapping[str, Prompt]):
+    """A read-only mapping of prompt id -> ``Prompt``, sorted by id."""
+
+    def __init__(
+        self,
+        prompts: Mapping[str, Prompt],
+        *,
+        root: Path | None = None,
+        partials: Mapping[str, str] | None = None,
+        warnings: tuple[Problem, ...] = (),
+    ) -> None:
+        self._prompts = MappingProxyType(dict(sorted(prompts.items())))
+        self.root = root
+        self.partials: Mapping[str, str] = MappingProxyType(dict(partials or {}))
+        self.warnings = warnings
+
+    def __getitem__(self, prompt_id: str) -> Prompt:
+        try:
+            return self._prompts[prompt_id]
+        except KeyError:
+            close = difflib.get_close_matches(prompt_id, self._prompts, n=3)
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else "; `promptlib list` shows them all"
+            )
+            raise NotFoundError(
+                f"no prompt {prompt_id!r} in the library{hint}", known=list(self._prompts)
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._prompts)
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def __repr__(self) -> str:
+        return f"<Library {len(self)} prompts from {self.root}>"
+
+    @property
+    def tags(self) -> list[str]:
+        """Every tag used in the library, sorted."""
+        return sorted({tag for prompt in self._prompts.values() for tag in prompt.tags})
+
+    def filter(self, *, tag: str | None = None, prefix: str | None = None) -> Library:
+        """The prompts that carry ``tag`` and/or whose id starts with ``prefix``."""
+        chosen = {
+            pid: p
+            for pid, p in self._prompts.items()
+            if (tag is None or tag in p.tags) and (prefix is None or pid.startswith(prefix))
+        }
+        return Library(chosen, root=self.root, partials=self.partials, warnings=self.warnings)
+
+
+def load(path: str | Path | None = None) -> Library:
+    """Load a prompt library; with no path, the bundled one."""
+    root = bundled_prompts_dir() if path is None else library_root(Path(path))
+    result = scan(root)
+    if result.problems:
+        raise LoadError(result.problems)
+    return Library(
+        result.prompts, root=root, partials=result.partials, warnings=tuple(result.warnings)
+    )

@@ -1,0 +1,534 @@
+"""Sandboxed Jinja rendering with bounded work.
+
+Contract (changing any of this changes what prompts render to, so it is pinned by golden
+tests):
+
+* ``jinja2.sandbox.ImmutableSandboxedEnvironment``: no access to private or internal
+  attributes (``__class__``, ``__globals__``, ``mro``, ...), no mutation of lists, dicts or
+  sets, ``str.format`` sandboxed (including through ``|attr`` and stored references).
+* ``StrictUndefined``: using a variable or attribute that does not exist is an error,
+  never an empty string.
+* Autoescape off (prompts are text, not HTML).
+* Whitespace: ``trim_blocks=True`` (a newline after a block tag is removed) and
+  ``lstrip_blocks=True`` (spaces before a block tag on its line are removed), so that
+  ``{% if %}``/``{% for %}`` lines leave no blank lines or stray indentation;
+  ``keep_trailing_newline=True`` for partials, so that ``{% include %}`` on a line of its
+  own inserts the partial's text exactly as written, final newline included; a prompt's own
+  message or template drops one trailing newline (so a YAML ``|`` block renders without
+  a final newline); newlines are ``\\n``.
+* Globals: only ``range`` (at most 100,000 items), ``dict`` and ``namespace``. ``lipsum``,
+  ``cycler`` and ``joiner`` are removed: prompts do not need them and they are the usual
+  handles of template-injection payloads.
+* ``{% include %}``, ``{% import %}`` and ``{% from %}`` resolve only names in the partials
+  mapping (the files under ``prompts/_partials/``), written as string literals;
+  ``{% extends %}`` is not supported.
+* Bounded work (``RenderLimits``): template source size, rendered output size (also for
+  text captured by macros and ``{% set %}`` blocks; text printed inside loops and macros
+  may total at most four times the output limit, counted each time it is produced), the
+  size of any string or list built
+  by ``*``, ``+``, ``~``, ``%``, ``replace``, ``center``, ``indent``, ``format`` or a string
+  method, padding widths in format specs, and wall-clock render time, checked on every
+  loop iteration and every call. Exceeding a limit raises ``UnsafeTemplateError``.
+
+Caller values are data: they are passed to templates as variables and are never compiled.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
+
+from .errors import RenderError, UnsafeTemplateError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ParsedTemplate",
+    "RenderLimits",
+    "Renderer",
+    "TemplateProblem",
+]
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Upper bounds on the work one render may do."""
+
+    max_source_chars: int = 100_000
+    max_output_chars: int = 1_000_000
+    max_width: int = 10_000
+    max_seconds: float = 2.0
+
+
+DEFAULT_LIMITS = RenderLimits()
+
+
+class TemplateProblem(Exception):
+    """A problem found while parsing a template; ``lineno`` is 1-based within the template."""
+
+    def __init__(self, message: str, lineno: int = 0) -> None:
+        self.message = message
+        self.lineno = lineno
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ParsedTemplate:
+    """A parsed, checked template: its source, AST, the variables it reads, its partials."""
+
+    source: str
+    tree: nodes.Template
+    variables: frozenset[str]
+    partials: frozenset[str]
+
+
+_state = threading.local()
+_WIDTH_IN_SPEC = re.compile(r"(\d+)")
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
+_SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _count_output(value: Any) -> str:
+    text = str(value)
+    produced = getattr(_state, "produced", 0) + len(text)
+    _state.produced = produced
+    if produced > _state.max_produced:
+        raise UnsafeTemplateError(
+            f"loops and macros produced over {_state.max_produced:,} characters; "
+            "the template repeats too much text"
+        )
+    return text
+
+
+def _budget_deadline() -> float:
+    return getattr(_state, "deadline", float("inf"))
+
+
+def _tick() -> None:
+    if time.monotonic() > _budget_deadline():
+        raise UnsafeTemplateError(
+            f"rendering took longer than {_state.max_seconds:g} s; "
+            "simplify the template's loops or pass less data"
+        )
+
+
+def _sized(value: Any, limit: int, what: str) -> Any:
+    if isinstance(value, str | list | tuple) and len(value) > limit:
+        raise UnsafeTemplateError(
+            f"{what} would produce {len(value):,} items, over the limit of {limit:,}"
+        )
+    return value
+
+
+class _Guarded:
+    """An iterable that checks the render deadline while a ``{% for %}`` loop runs."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        deadline = _budget_deadline()
+        for index, item in enumerate(self._items):
+            if not index & 63 and time.monotonic() > deadline:
+                _tick()
+            yield item
+
+    def __len__(self) -> int:
+        return len(self._items)  # type: ignore[arg-type]
+
+
+class _PartialLoader(jinja2.BaseLoader):
+    """Resolves includes from a fixed mapping of partial name -> source, nothing else."""
+
+    def __init__(self, partials: Mapping[str, str]) -> None:
+        self.partials = dict(partials)
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        try:
+            return self.partials[template], None, lambda: True
+        except KeyError:
+            raise jinja2.TemplateNotFound(template) from None
+
+    def list_templates(self) -> list[str]:
+        return sorted(self.partials)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, partials: Mapping[str, str], limits: RenderLimits) -> None:
+        super().__init__(
+            loader=_PartialLoader(partials),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            newline_sequence="\n",
+            auto_reload=False,
+            cache_size=-1,
+        )
+        self.limits = limits
+        for name in ("lipsum", "cycler", "joiner"):
+            self.globals.pop(name, None)
+        self.filters["_promptlib_guard"] = _Guarded
+        self.filters["_promptlib_sized"] = lambda value: _sized(
+            value, limits.max_output_chars, "joining text with ~"
+        )
+        self.filters["_promptlib_out"] = _count_output
+        self._wrap_filters()
+
+    # -- size checks on the operations that can build large values -------------------
+
+    def concat(self, pieces: Iterable[str]) -> str:
+        """Join captured output (macros, set blocks) after checking its total size."""
+        pieces = list(pieces)
+        total = sum(map(len, pieces))
+        if total > self.limits.max_output_chars:
+            raise UnsafeTemplateError(
+                f"captured output of {total:,} characters is over the limit of "
+                f"{self.limits.max_output_chars:,}"
+            )
+        return "".join(pieces)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        limit = self.limits.max_output_chars
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(seq) * count > limit
+                ):
+                    raise UnsafeTemplateError(
+                        f"repeating a value {count:,} times would exceed the limit of "
+                        f"{limit:,} items"
+                    )
+        elif operator == "**":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and right > 0
+                and left.bit_length() * right > 10_000
+            ):
+                raise UnsafeTemplateError("exponent too large for a template")
+        elif operator == "%" and isinstance(left, str):
+            self._check_percent(left)
+        elif (
+            operator == "+"
+            and isinstance(left, str | list | tuple)
+            and isinstance(right, str | list | tuple)
+            and len(left) + len(right) > limit
+        ):
+            raise UnsafeTemplateError(f"joining values would exceed the limit of {limit:,} items")
+        return self.binop_table[operator](left, right)
+
+    def _check_width(self, width: Any, what: str) -> None:
+        if isinstance(width, int) and width > self.limits.max_width:
+            raise UnsafeTemplateError(
+                f"{what} width {width:,} is over the limit of {self.limits.max_width:,}"
+            )
+
+    def _check_percent(self, fmt: str) -> None:
+        for match in _PERCENT_SPEC.finditer(fmt):
+            for part in match.groups():
+                if part == "*":
+                    raise UnsafeTemplateError("'*' widths in % formats are not allowed")
+                if part:
+                    self._check_width(int(part), "format")
+
+    def _check_format_string(self, fmt: str) -> None:
+        try:
+            parsed = list(string.Formatter().parse(fmt))
+        except ValueError as exc:
+            raise UnsafeTemplateError(f"invalid format string: {exc}") from None
+        for _literal, _field, spec, _conversion in parsed:
+            if not spec:
+                continue
+            if "{" in spec:
+                raise UnsafeTemplateError("nested fields in format specs are not allowed")
+            for number in _WIDTH_IN_SPEC.findall(spec):
+                self._check_width(int(number), "format")
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt: str = value.__self__
+        self._check_format_string(fmt)
+        limit = self.limits.max_output_chars
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            return _sized(wrapper(*args, **kwargs), limit, "str.format")  # type: ignore[no-any-return]
+
+        return bounded
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > _budget_deadline():
+            _tick()
+        name = getattr(__obj, "__name__", None)
+        if name in _SIZED_METHODS and isinstance(getattr(__obj, "__self__", None), str):
+            for arg in (*args, *kwargs.values()):
+                __self._check_width(arg, f"str.{name}")
+        elif name == "replace" and isinstance(getattr(__obj, "__self__", None), str):
+            _check_replace(__obj.__self__, *args[:2], limit=__self.limits.max_output_chars)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _sized(result, __self.limits.max_output_chars, f"calling {name or 'a function'}")
+
+    def _wrap_filters(self) -> None:
+        filters = self.filters
+        limit = self.limits.max_output_chars
+        center, indent, fmt, replace = (
+            filters["center"],
+            filters["indent"],
+            filters["format"],
+            filters["replace"],
+        )
+        batch, slice_ = filters["batch"], filters["slice"]
+
+        def safe_center(value: Any, width: int = 80) -> str:
+            self._check_width(width, "center")
+            return center(value, width)  # type: ignore[no-any-return]
+
+        def safe_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
+            self._check_width(width if isinstance(width, int) else len(str(width)), "indent")
+            return _sized(indent(value, width, *args, **kwargs), limit, "indent")  # type: ignore[no-any-return]
+
+        def safe_format(value: Any, *args: Any, **kwargs: Any) -> str:
+            self._check_percent(str(value))
+            return _sized(fmt(value, *args, **kwargs), limit, "format")  # type: ignore[no-any-return]
+
+        def safe_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> str:
+            _check_replace(str(value), old, new, limit=limit)
+            return replace(eval_ctx, value, old, new, count)  # type: ignore[no-any-return]
+
+        def safe_batch(value: Any, linecount: int, *args: Any) -> Any:
+            self._check_width(linecount, "batch")
+            return batch(value, linecount, *args)
+
+        def safe_slice(value: Any, slices: int, *args: Any) -> Any:
+            self._check_width(slices, "slice")
+            return slice_(value, slices, *args)
+
+        safe_replace.jinja_pass_arg = jinja2.utils._PassArg.eval_context  # type: ignore[attr-defined]
+        filters.update(
+            center=safe_center,
+            indent=safe_indent,
+            format=safe_format,
+            replace=safe_replace,
+            batch=safe_batch,
+            slice=safe_slice,
+        )
+
+    # -- parsing: every loop gets a deadline check --------------------------------------
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        if len(source) > self.limits.max_source_chars:
+            raise UnsafeTemplateError(
+                f"template source of {len(source):,} characters is over the limit of "
+                f"{self.limits.max_source_chars:,}"
+            )
+        tree = _Bounded().visit(super()._parse(source, name, filename))
+        tree.set_environment(self)
+        return tree  # type: ignore[no-any-return]
+
+
+class _Bounded(NodeTransformer):
+    """Rewrites a template so that its work is bounded.
+
+    Loops check the deadline on every iteration; ``~`` checks the size of what it builds;
+    and every expression printed inside a loop or macro body counts its characters, so that
+    text captured by ``{% set %}`` blocks and macros cannot grow without limit before it is
+    joined.
+    """
+
+    def __init__(self) -> None:
+        self.repeating = 0
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        node.iter = self.visit(node.iter)
+        self.repeating += 1
+        node.body = [self.visit(child) for child in node.body]
+        node.else_ = [self.visit(child) for child in node.else_]
+        self.repeating -= 1
+        if node.test is not None:
+            node.test = self.visit(node.test)
+        node.iter = nodes.Filter(
+            node.iter, "_promptlib_guard", [], [], None, None, lineno=node.lineno
+        )
+        return node
+
+    def visit_Macro(self, node: nodes.Macro) -> nodes.Node:
+        self.repeating += 1
+        self.generic_visit(node)
+        self.repeating -= 1
+        return node
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        self.generic_visit(node)
+        if self.repeating:
+            node.nodes = [
+                child
+                if isinstance(child, nodes.TemplateData)
+                else nodes.Filter(child, "_promptlib_out", [], [], None, None, lineno=child.lineno)
+                for child in node.nodes
+            ]
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Filter(node, "_promptlib_sized", [], [], None, None, lineno=node.lineno)
+
+
+def _check_replace(value: str, old: Any, new: Any, *, limit: int) -> None:
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        count = len(value) + 1 if not old else value.count(old)
+        if len(value) + count * (len(new) - len(old)) > limit:
+            raise UnsafeTemplateError(f"replace would build a string over the limit of {limit:,}")
+
+
+class Renderer:
+    """Parses, checks, compiles and renders templates against one set of partials."""
+
+    GLOBALS = frozenset({"range", "dict", "namespace"})
+
+    def __init__(
+        self, partials: Mapping[str, str] | None = None, limits: RenderLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.partials: Mapping[str, str] = dict(partials or {})
+        self.limits = limits
+        self._env = _Sandbox(self.partials, limits)
+        self._partial_info: dict[str, ParsedTemplate] = {}
+
+    def parse(self, source: str) -> ParsedTemplate:
+        """Parse and check a template; raise ``TemplateProblem`` for the first problem.
+
+        The variables a template reads include those read by the partials it includes,
+        transitively; ``partials`` is the transitive set of partial names.
+        """
+        tree = self._parse_tree(source[:-1] if source.endswith("\n") else source)
+        variables, partials = self._analyse(tree, stack=())
+        return ParsedTemplate(source, tree, frozenset(variables), frozenset(partials))
+
+    def _parse_tree(self, source: str) -> nodes.Template:
+        try:
+            return self._env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
+        except UnsafeTemplateError as exc:
+            raise TemplateProblem(str(exc)) from None
+
+    def _analyse(self, tree: nodes.Template, stack: tuple[str, ...]) -> tuple[set[str], set[str]]:
+        extends = tree.find(nodes.Extends)
+        if extends is not None:
+            raise TemplateProblem(
+                "{% extends %} is not supported; use {% include %} with a partial",
+                extends.lineno,
+            )
+        variables = set(meta.find_undeclared_variables(tree)) - self.GLOBALS
+        assigned = {target.name for target in tree.find_all(nodes.Name) if target.ctx == "store"}
+        partials: set[str] = set()
+        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport)):
+            name_node = getattr(node, "template", None)
+            if not isinstance(name_node, nodes.Const) or not isinstance(name_node.value, str):
+                raise TemplateProblem(
+                    "include names must be string literals, e.g. {% include 'tone.j2' %}",
+                    node.lineno,
+                )
+            name = name_node.value
+            if name not in self.partials:
+                known = ", ".join(sorted(self.partials)) or "none"
+                raise TemplateProblem(
+                    f"include {name!r} is not a file in prompts/_partials/ (available: {known})",
+                    node.lineno,
+                )
+            if name in stack:
+                raise TemplateProblem(
+                    f"partials include each other in a cycle: {' -> '.join((*stack, name))}",
+                    node.lineno,
+                )
+            info = self._partial(name, stack)
+            partials.add(name)
+            partials |= info.partials
+            variables |= set(info.variables) - assigned
+        return variables, partials
+
+    def _partial(self, name: str, stack: tuple[str, ...]) -> ParsedTemplate:
+        info = self._partial_info.get(name)
+        if info is None:
+            try:
+                tree = self._parse_tree(self.partials[name])
+                variables, partials = self._analyse(tree, (*stack, name))
+            except TemplateProblem as exc:
+                raise TemplateProblem(
+                    f"in partial {name!r}"
+                    + (f" line {exc.lineno}" if exc.lineno else "")
+                    + f": {exc.message}"
+                ) from None
+            info = ParsedTemplate(
+                self.partials[name], tree, frozenset(variables), frozenset(partials)
+            )
+            self._partial_info[name] = info
+        return info
+
+    def compile(self, parsed: ParsedTemplate) -> jinja2.Template:
+        """Compile a parsed template into something ``render`` can run."""
+        code = self._env.compile(parsed.tree)
+        return self._env.template_class.from_code(
+            self._env, code, self._env.make_globals(None), None
+        )
+
+    def render(self, template: jinja2.Template, variables: Mapping[str, Any]) -> str:
+        """Render within the limits; raise ``RenderError``/``UnsafeTemplateError``."""
+        limits = self.limits
+        previous = getattr(_state, "deadline", None)
+        _state.deadline = time.monotonic() + limits.max_seconds
+        _state.max_seconds = limits.max_seconds
+        _state.produced = 0
+        _state.max_produced = 4 * limits.max_output_chars
+        try:
+            context = template.new_context(dict(variables))
+            pieces: list[str] = []
+            total = 0
+            for piece in template.root_render_func(context):
+                total += len(piece)
+                if total > limits.max_output_chars:
+                    raise UnsafeTemplateError(
+                        "rendered output is over the limit of "
+                        f"{limits.max_output_chars:,} characters"
+                    )
+                pieces.append(piece)
+            return "".join(pieces)
+        except (UnsafeTemplateError, RenderError):
+            raise
+        except SecurityError as exc:
+            raise UnsafeTemplateError(f"the sandbox refused: {exc}") from None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"undefined value: {exc.message}") from None
+        except RecursionError:
+            raise UnsafeTemplateError("template recursion is too deep") from None
+        except OverflowError as exc:
+            raise UnsafeTemplateError(f"the sandbox refused: {exc}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template error: {exc}") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            raise RenderError(f"template error: {type(exc).__name__}: {exc}") from None
+        finally:
+            if previous is None:
+                del _state.deadline
+            else:
+                _state.deadline = previous

@@ -1,0 +1,171 @@
+"""Where the project is, and its configuration, resolved once into one ``Settings`` object.
+
+A *project* is the nearest folder, walking up from the starting directory, that holds a
+``pyproject.toml`` and a ``prompts/`` folder (the way git finds its repository).
+Configuration is read from ``[tool.promptlib]`` in its ``pyproject.toml``, or from a
+``promptlib.toml`` beside it (whose top-level table is the same thing); having both is an
+error. Values resolve in a fixed order: command-line flag, ``PROMPTLIB_*`` environment
+variable, project file, default. Library functions take the resolved values as arguments
+and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["CompareSettings", "Settings", "find_project", "read_config"]
+
+
+def find_project(start: Path | None = None) -> Path | None:
+    """The nearest ancestor of ``start`` (default: cwd) with pyproject.toml and prompts/."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "prompts").is_dir():
+            return folder
+    return None
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    """The promptlib configuration table of the project at ``root`` (empty if none)."""
+    standalone = root / "promptlib.toml"
+    pyproject = root / "pyproject.toml"
+    table: dict[str, Any] = {}
+    from_pyproject: dict[str, Any] = {}
+    if pyproject.is_file():
+        from_pyproject = _read_toml(pyproject).get("tool", {}).get("promptlib", {})
+    if standalone.is_file():
+        if from_pyproject:
+            raise ConfigError(
+                f"{standalone}: promptlib is configured both here and in [tool.promptlib] of "
+                f"{pyproject}; keep one of the two"
+            )
+        table = _read_toml(standalone)
+    else:
+        table = from_pyproject
+    if not isinstance(table, dict):
+        raise ConfigError(f"{pyproject}: [tool.promptlib] must be a table")
+    return table
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """The verdict rule of ``eval --against`` (see docs/comparing.md)."""
+
+    alpha: float = 0.05
+    min_effect: float = 0.02
+    power: float = 0.8
+    resamples: int = 10_000
+    seed: int = 20_240_601
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> CompareSettings:
+        known = {"alpha", "min-effect", "power", "resamples", "seed"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} in [compare]; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values = cls(
+            alpha=float(table.get("alpha", cls.alpha)),
+            min_effect=float(table.get("min-effect", cls.min_effect)),
+            power=float(table.get("power", cls.power)),
+            resamples=int(table.get("resamples", cls.resamples)),
+            seed=int(table.get("seed", cls.seed)),
+        )
+        if not 0 < values.alpha < 1:
+            raise ConfigError(f"{where}: compare.alpha must be between 0 and 1")
+        if not 0 < values.power < 1:
+            raise ConfigError(f"{where}: compare.power must be between 0 and 1")
+        if values.min_effect <= 0:
+            raise ConfigError(f"{where}: compare.min-effect must be positive")
+        if values.resamples < 100:
+            raise ConfigError(f"{where}: compare.resamples must be at least 100")
+        return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where it runs, resolved once."""
+
+    root: Path | None
+    config: Mapping[str, Any] = field(default_factory=dict)
+    default_provider: str = "retrieval"
+    compare: CompareSettings = field(default_factory=CompareSettings)
+    cache_dir: Path | None = None
+
+    @property
+    def prompts_dir(self) -> Path | None:
+        return self.root / "prompts" if self.root else None
+
+    @property
+    def evals_dir(self) -> Path | None:
+        return self.root / "evals" if self.root else None
+
+    @property
+    def ledger_path(self) -> Path | None:
+        return self.root / "evals" / "ledger.jsonl" if self.root else None
+
+    def require_root(self) -> Path:
+        if self.root is None:
+            raise ConfigError(
+                "not inside a promptlib project (no folder above holds pyproject.toml and "
+                "prompts/); run from a project or pass --project DIR"
+            )
+        return self.root
+
+    @classmethod
+    def resolve(
+        cls,
+        project: Path | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        provider: str | None = None,
+    ) -> Settings:
+        """Find the project and resolve settings: flag, environment, file, default."""
+        env = os.environ if environ is None else environ
+        if project is not None:
+            root: Path | None = project.resolve()
+            if not (project / "prompts").is_dir():
+                raise ConfigError(f"{project}: not a promptlib project (it has no prompts/ folder)")
+        else:
+            start = env.get("PROMPTLIB_PROJECT")
+            root = find_project(Path(start) if start else None)
+        config = read_config(root) if root else {}
+        where = str(root / "pyproject.toml") if root else "defaults"
+        compare = CompareSettings.from_table(config.get("compare", {}), where)
+        default_provider = (
+            provider
+            or env.get("PROMPTLIB_PROVIDER")
+            or str(config.get("default-provider", "retrieval"))
+        )
+        cache = env.get("PROMPTLIB_CACHE_DIR")
+        cache_dir = Path(cache) if cache else (root / ".promptlib" if root else None)
+        return cls(
+            root=root,
+            config=config,
+            default_provider=default_provider,
+            compare=compare,
+            cache_dir=cache_dir,
+        )
