@@ -125,7 +125,9 @@ class _Builder:
             self.problem(
                 line, key, "anchors and aliases are not supported; use a partial to share text"
             )
-            return None
+            if isinstance(node, yaml.ScalarNode):
+                return node.value
+            return [] if isinstance(node, yaml.SequenceNode) else {}
         self.seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, key, line)

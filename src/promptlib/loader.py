@@ -15,10 +15,14 @@ validation and render.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ __all__ = [
     "PARTIALS_DIR",
     "PROMPT_SUFFIXES",
     "ScanResult",
+    "ValidationCache",
     "display_path",
     "find_prompt_files",
     "id_for_path",
@@ -60,6 +65,7 @@ class ScanResult:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     partials: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, Path] = field(default_factory=dict)
     files: int = 0
 
     @property
@@ -161,15 +167,20 @@ class _FileCheck:
 
     def run(self) -> Prompt | None:
         try:
-            text = self.path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.problems.append(
-                Problem(self.shown, 0, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
-            )
-            return None
+            raw = self.path.read_bytes()
         except OSError as exc:
             self.problems.append(
                 Problem(self.shown, 0, "", f"cannot read the file: {exc.strerror}")
+            )
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            self.problems.append(
+                Problem(
+                    self.shown, line, "", f"not UTF-8 text ({exc.reason}); save the file as UTF-8"
+                )
             )
             return None
         self.doc = doc = read_yaml(text, self.shown)
@@ -217,6 +228,11 @@ class _FileCheck:
 
     def schema_problem(self, loc: KeyPath, kind: str, msg: str, value: Any) -> None:
         doc = self.doc
+        # A value the YAML layer already complained about (alias, tag, merge key) would
+        # only produce a second, confusing message here.
+        where = format_key(loc)
+        if any(where == p.key or where.startswith(p.key + ".") for p in doc.problems if p.key):
+            return
         if kind == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(loc[:-1]))
             self.error(
@@ -373,8 +389,15 @@ def _first_use(tree: nodes.Template, name: str) -> int:
     return 0
 
 
-def scan(root: Path, files: Sequence[Path] | None = None) -> ScanResult:
-    """Load the library under ``root`` (or only ``files`` in it), collecting every problem."""
+def scan(
+    root: Path, files: Sequence[Path] | None = None, *, cache: ValidationCache | None = None
+) -> ScanResult:
+    """Load the library under ``root`` (or only ``files`` in it), collecting every problem.
+
+    With a ``cache``, files whose content (and partials, and promptlib) did not change since
+    a previous scan are not checked again: their problems come from the cache, and they are
+    counted in ``ids`` but not loaded into ``prompts``. Only ``validate`` uses a cache.
+    """
     root = root.resolve()
     result = ScanResult(root=root)
     partials, problems = read_partials(root)
@@ -383,29 +406,131 @@ def scan(root: Path, files: Sequence[Path] | None = None) -> ScanResult:
     renderer = Renderer(partials)
     paths = find_prompt_files(root) if files is None else [Path(f).resolve() for f in files]
     result.files = len(paths)
-    owners: dict[str, Path] = {}
+    scope = cache.scope(partials) if cache is not None else ""
     for path in paths:
+        shown = display_path(path)
+        key = ""
+        if cache is not None:
+            try:
+                key = cache.key(scope, path.relative_to(root).as_posix(), path.read_bytes())
+            except OSError:
+                key = ""
+            hit = cache.get(key) if key else None
+            if hit is not None:
+                prompt_id, errors, warnings = hit
+                result.problems.extend(Problem(shown, e[0], e[1], e[2]) for e in errors)
+                result.warnings.extend(
+                    Problem(shown, w[0], w[1], w[2], "warning") for w in warnings
+                )
+                if prompt_id is not None:
+                    _claim(result, prompt_id, path, None, shown)
+                continue
         check = _FileCheck(path, root, renderer)
         prompt = check.run()
         result.problems.extend(check.problems)
         result.warnings.extend(check.warnings)
-        if prompt is None:
-            continue
-        if prompt.id in owners:
-            result.problems.append(
-                Problem(
-                    check.shown,
-                    1,
-                    "id",
-                    f"id {prompt.id!r} is also defined by {display_path(owners[prompt.id])}",
-                )
-            )
-            continue
-        owners[prompt.id] = path
-        result.prompts[prompt.id] = prompt
+        if key and cache is not None:
+            cache.put(key, prompt.id if prompt else None, check.problems, check.warnings)
+        if prompt is not None:
+            _claim(result, prompt.id, path, prompt, shown)
+    if cache is not None:
+        cache.save()
     result.problems.sort()
     result.warnings.sort()
     return result
+
+
+def _claim(
+    result: ScanResult, prompt_id: str, path: Path, prompt: Prompt | None, shown: str
+) -> None:
+    owner = result.ids.get(prompt_id)
+    if owner is not None:
+        message = f"id {prompt_id!r} is also defined by {display_path(owner)}"
+        result.problems.append(Problem(shown, 1, "id", message))
+        return
+    result.ids[prompt_id] = path
+    if prompt is not None:
+        result.prompts[prompt_id] = prompt
+
+
+class ValidationCache:
+    """Validation results of unchanged files, keyed by content, kept in one JSON file.
+
+    A key covers the file's bytes and relative path, every partial, the cache format and
+    the promptlib installation (its version and the size and mtime of its modules), so a
+    change to any of them re-validates. Writes are atomic (temporary file + rename).
+    """
+
+    FORMAT = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") == self.FORMAT:
+                self.entries = dict(data.get("entries", {}))
+        except (OSError, ValueError, AttributeError):
+            self.entries = {}
+
+    def scope(self, partials: Mapping[str, str]) -> str:
+        digest = hashlib.sha256(f"{self.FORMAT}\0{_code_stamp()}".encode())
+        for name in sorted(partials):
+            digest.update(f"\0{name}\0{partials[name]}".encode())
+        return digest.hexdigest()
+
+    def key(self, scope: str, relative: str, data: bytes) -> str:
+        digest = hashlib.sha256(f"{scope}\0{relative}\0".encode())
+        digest.update(data)
+        return digest.hexdigest()
+
+    def get(self, key: str) -> tuple[str | None, list[list[Any]], list[list[Any]]] | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        return entry[0], entry[1], entry[2]
+
+    def put(
+        self, key: str, prompt_id: str | None, errors: list[Problem], warnings: list[Problem]
+    ) -> None:
+        self.entries[key] = [
+            prompt_id,
+            [[p.line, p.key, p.message] for p in errors],
+            [[w.line, w.key, w.message] for w in warnings],
+        ]
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            temporary.write_text(
+                json.dumps({"format": self.FORMAT, "entries": self.entries}), encoding="utf-8"
+            )
+            os.replace(temporary, self.path)
+        except OSError:
+            return  # a cache that cannot be written only costs time
+        self.dirty = False
+
+
+@lru_cache(maxsize=1)
+def _code_stamp() -> str:
+    package = Path(__file__).parent
+    parts = [_version()]
+    for module in sorted(package.glob("*.py")):
+        stat = module.stat()
+        parts.append(f"{module.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("promptlib")
+    except metadata.PackageNotFoundError:  # pragma: no cover - uninstalled source tree
+        return "0+unknown"
 
 
 def library_root_of(path: Path) -> Path:
@@ -419,13 +544,14 @@ def library_root_of(path: Path) -> Path:
     return path.resolve().parent
 
 
-def scan_paths(paths: Sequence[Path]) -> list[ScanResult]:
+def scan_paths(paths: Sequence[Path], cache: ValidationCache | None = None) -> list[ScanResult]:
     """Scan folders whole and files on their own (grouped by library root), in order."""
     results: list[ScanResult] = []
     files_by_root: dict[Path, list[Path]] = {}
     for path in paths:
         if path.is_dir():
-            results.append(scan(path / "prompts" if (path / "prompts").is_dir() else path))
+            root = path / "prompts" if (path / "prompts").is_dir() else path
+            results.append(scan(root, cache=cache))
         elif path.is_file():
             files_by_root.setdefault(library_root_of(path), []).append(path)
         else:
@@ -433,5 +559,5 @@ def scan_paths(paths: Sequence[Path]) -> list[ScanResult]:
             missing.problems.append(Problem(str(path), 0, "", "no such file or folder"))
             results.append(missing)
     for root, files in files_by_root.items():
-        results.append(scan(root, files))
+        results.append(scan(root, files, cache=cache))
     return results

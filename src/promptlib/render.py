@@ -16,6 +16,7 @@ tests):
   own inserts the partial's text exactly as written, final newline included; a prompt's own
   message or template drops one trailing newline (so a YAML ``|`` block renders without
   a final newline); newlines are ``\\n``.
+* ``tojson`` sorts keys and keeps non-ASCII characters as they are.
 * Globals: only ``range`` (at most 100,000 items), ``dict`` and ``namespace``. ``lipsum``,
   ``cycler`` and ``joiner`` are removed: prompts do not need them and they are the usual
   handles of template-injection payloads.
@@ -183,6 +184,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             cache_size=-1,
         )
         self.limits = limits
+        # tojson keeps non-ASCII text readable for the model (still escapes <, >, &, ').
+        self.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
         for name in ("lipsum", "cycler", "joiner"):
             self.globals.pop(name, None)
         self.filters["_promptlib_guard"] = _Guarded

@@ -49,9 +49,9 @@ state = State()
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __getattr__ as lazy
+        from .. import __version__
 
-        typer.echo(f"promptlib {lazy('__version__')}")
+        typer.echo(f"promptlib {__version__}")
         raise typer.Exit(EXIT_OK)
 
 

@@ -53,18 +53,29 @@ def validate(
         TextFormat, typer.Option("--format", help="text for people, json for tools.")
     ] = TextFormat.text,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    use_cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Reuse results for unchanged files (kept in the project's .promptlib/).",
+        ),
+    ] = True,
 ) -> None:
     """Check prompt files: schema, ids, templates, includes, inputs vs variables, examples.
 
     Every problem is reported with file, line and key. Exit 1 if there is any error.
     """
-    from ..loader import scan_paths
+    from ..loader import ValidationCache, scan_paths
 
-    targets = list(paths) if paths else [prompts_dir_for(settings())]
-    results = scan_paths(targets)
+    resolved = settings()
+    targets = list(paths) if paths else [prompts_dir_for(resolved)]
+    cache = None
+    if use_cache and resolved.cache_dir is not None:
+        cache = ValidationCache(resolved.cache_dir / "validate.json")
+    results = scan_paths(targets, cache)
     problems = [p for r in results for p in r.problems]
     warnings = [w for r in results for w in r.warnings]
-    prompts = sum(len(r.prompts) for r in results)
+    prompts = sum(len(r.ids) for r in results)
     files = sum(r.files for r in results)
     failed = bool(problems) or (strict and bool(warnings))
     if output_format is TextFormat.json:
