@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "_canonical": 0,
     "_rouge": 0,
+    "_git": 1,
     "_yaml": 1,
     "versioning": 1,
     "model": 2,
@@ -27,8 +28,16 @@ LAYERS: dict[str, int] = {
     "settings": 2,
     "schema": 3,
     "prompt": 3,
+    "dataset": 3,
+    "metrics": 3,
+    "ledger": 3,
     "loader": 4,
+    "suite": 4,
+    "providers": 4,
     "library": 5,
+    "cache": 5,
+    "harness": 6,
+    "evaluation": 7,
     "__init__": 9,
     "cli": 10,
 }
@@ -90,7 +99,11 @@ def _imports_of(path: Path) -> set[str]:
                 for alias in node.names:
                     is_module = (SRC / f"{alias.name}.py").exists() or (SRC / alias.name).is_dir()
                     found.add(alias.name if is_module else "__init__")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("promptlib."):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("promptlib.")
+        ):
             found.add(node.module.split(".")[1])
     return found
 
@@ -107,4 +120,6 @@ def test_imports_only_go_down_the_layers(path: Path) -> None:
     for imported in _imports_of(path):
         if imported == owner:
             continue
-        assert _layer(imported) <= mine, f"{owner} (layer {mine}) imports {imported} (layer {_layer(imported)})"
+        assert _layer(imported) <= mine, (
+            f"{owner} (layer {mine}) imports {imported} (layer {_layer(imported)})"
+        )

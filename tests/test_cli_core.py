@@ -34,7 +34,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_validate_clean_project_exits_0(project: Path) -> None:
-    code, out, err = run("validate")
+    code, out, _err = run("validate")
     assert code == 0
     assert "3 files checked: 3 valid prompts, 0 errors, 0 warnings" in out
 
@@ -44,7 +44,12 @@ def test_validate_lists_every_problem_and_exits_1(project: Path) -> None:
     assert code == 1
     lines = [line for line in out.splitlines() if ": " in line]
     assert len(lines) >= 45
-    assert any(line.endswith("colour: unknown key 'colour'; allowed keys: description, examples, id, inputs, messages, model, output, owner, tags, template, version") for line in lines)
+    assert any(
+        line.endswith(
+            "colour: unknown key 'colour'; allowed keys: description, examples, id, inputs, messages, model, output, owner, tags, template, version"
+        )
+        for line in lines
+    )
     assert "Traceback" not in out + err
     assert "errors" in err
 
@@ -59,7 +64,10 @@ def test_validate_files_and_json(project: Path) -> None:
 
 
 def test_validate_strict_fails_on_warnings(project: Path) -> None:
-    write(project / "prompts" / "lib" / "w.yaml", "id: lib.w\nversion: 1.0.0\ndescription: x\ntemplate: hi\n")
+    write(
+        project / "prompts" / "lib" / "w.yaml",
+        "id: lib.w\nversion: 1.0.0\ndescription: x\ntemplate: hi\n",
+    )
     assert run("validate")[0] == 0
     code, out, _ = run("validate", "--strict")
     assert code == 1
@@ -69,7 +77,8 @@ def test_validate_strict_fails_on_warnings(project: Path) -> None:
 def test_list_table_and_json(project: Path) -> None:
     code, out, _ = run("list")
     assert code == 0
-    assert "golden.chat" in out and "1.2.3" in out
+    assert "golden.chat" in out
+    assert "1.2.3" in out
     code, out, _ = run("list", "--format", "json", "--tag", "golden")
     assert code == 0
     assert [(p["id"], p["version"]) for p in json.loads(out)] == [("golden.chat", "1.2.3")]
@@ -82,14 +91,22 @@ def test_show(project: Path) -> None:
     assert "tone (string, optional, default 'warm', one of ['warm', 'formal'])" in out
     assert "--- system ---\n{% include 'voice.j2' %}" in out
     code, out, _ = run("show", "golden.chat", "--format", "json")
-    assert json.loads(out)["behaviour"]["partials"] == {"voice.j2": "You are the support assistant of {{ company }}.\nBe concise and friendly.\n"}
+    assert json.loads(out)["behaviour"]["partials"] == {
+        "voice.j2": "You are the support assistant of {{ company }}.\nBe concise and friendly.\n"
+    }
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--var", "message=Hi there"], "[system]\nYou are the support assistant of Acme.\nBe concise and friendly.\nEarlier messages:\n  (none)\n\n\n[user]\n<message>\nHi there\n</message>"),
-        (["--var", "message=Hi", "--var", "tone=formal", "--var", 'history=["a"]'], "[system]\nYou are the support assistant of Acme.\nBe concise and friendly.\nUse a formal register.\nEarlier messages:\n  - a\n\n\n[user]\n<message>\nHi\n</message>"),
+        (
+            ["--var", "message=Hi there"],
+            "[system]\nYou are the support assistant of Acme.\nBe concise and friendly.\nEarlier messages:\n  (none)\n\n\n[user]\n<message>\nHi there\n</message>",
+        ),
+        (
+            ["--var", "message=Hi", "--var", "tone=formal", "--var", 'history=["a"]'],
+            "[system]\nYou are the support assistant of Acme.\nBe concise and friendly.\nUse a formal register.\nEarlier messages:\n  - a\n\n\n[user]\n<message>\nHi\n</message>",
+        ),
         (["--example", "0"], "[user]\n<message>\nWhere is my parcel?\n</message>"),
     ],
 )
@@ -101,35 +118,64 @@ def test_render_text(project: Path, args: list[str], expected: str) -> None:
 
 def test_render_vars_file_and_json(project: Path) -> None:
     write(project / "vars.yaml", "title: Ice\ncount: 2\nstrict: true\n")
-    code, out, _ = run("render", "golden.text", "--vars", str(project / "vars.yaml"), "--var", "count=4", "--format", "json")
+    code, out, _ = run(
+        "render",
+        "golden.text",
+        "--vars",
+        str(project / "vars.yaml"),
+        "--var",
+        "count=4",
+        "--format",
+        "json",
+    )
     assert code == 0
     data = json.loads(out)
-    assert data["messages"] == [{"role": "user", "content": "Title: ICE\nGive 4 points (threshold 0.50), strictly.\n{}"}]
+    assert data["messages"] == [
+        {"role": "user", "content": "Title: ICE\nGive 4 points (threshold 0.50), strictly.\n{}"}
+    ]
     assert data["fingerprint"].startswith("sha256:")
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["golden.text", "--var", "count=many", "--var", "title=x"], "error: --var count: 'many' is not a valid integer"),
+        (
+            ["golden.text", "--var", "count=many", "--var", "title=x"],
+            "error: --var count: 'many' is not a valid integer",
+        ),
         (["golden.text", "--var", "title"], "error: --var 'title': write it as NAME=VALUE"),
         (["golden.text", "--var", "colour=red"], "  unknown input 'colour'"),
         (["golden.text"], "  missing required input 'title' (string)"),
-        (["golden.text", "--example", "3"], "error: golden.text has 1 example(s); --example takes 0 to 0"),
-        (["golden.text", "--example", "0", "--var", "title=x"], "error: --example cannot be combined with --var or --vars"),
-        (["golden.txt"], "error: no prompt 'golden.txt' in the library; did you mean golden.text, golden.chat?"),
-        (["golden.text", "--vars", "nope.yaml"], "error: --vars nope.yaml: No such file or directory"),
+        (
+            ["golden.text", "--example", "3"],
+            "error: golden.text has 1 example(s); --example takes 0 to 0",
+        ),
+        (
+            ["golden.text", "--example", "0", "--var", "title=x"],
+            "error: --example cannot be combined with --var or --vars",
+        ),
+        (
+            ["golden.txt"],
+            "error: no prompt 'golden.txt' in the library; did you mean golden.text, golden.chat?",
+        ),
+        (
+            ["golden.text", "--vars", "nope.yaml"],
+            "error: --vars nope.yaml: No such file or directory",
+        ),
     ],
 )
 def test_render_input_errors_exit_2(project: Path, args: list[str], message: str) -> None:
-    code, out, err = run("render", *args)
+    code, _out, err = run("render", *args)
     assert code == 2
     assert message in err
     assert "Traceback" not in err
 
 
 def test_commands_on_an_invalid_library_exit_1(project: Path) -> None:
-    write(project / "prompts" / "lib" / "bad.yaml", "id: lib.bad\nversion: 1.0.0\ndescription: x\ncolour: red\ntemplate: hi\n")
+    write(
+        project / "prompts" / "lib" / "bad.yaml",
+        "id: lib.bad\nversion: 1.0.0\ndescription: x\ncolour: red\ntemplate: hi\n",
+    )
     code, _, err = run("list")
     assert code == 1
     assert "bad.yaml:4: colour: unknown key 'colour'" in err
@@ -138,10 +184,14 @@ def test_commands_on_an_invalid_library_exit_1(project: Path) -> None:
 def test_schema_matches_the_committed_file_the_prompts_point_at(project: Path) -> None:
     code, out, _ = run("schema")
     assert code == 0
-    assert json.loads(out) == json.loads((REPO / "schema" / "prompt.schema.json").read_text(encoding="utf-8"))
+    assert json.loads(out) == json.loads(
+        (REPO / "schema" / "prompt.schema.json").read_text(encoding="utf-8")
+    )
 
 
-def test_project_option_and_outside_any_project(project: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_option_and_outside_any_project(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     monkeypatch.chdir(elsewhere)
     code, out, _ = run("--project", str(project), "list", "--format", "json")
@@ -165,7 +215,9 @@ def test_version_and_help() -> None:
 
 def test_console_script_exit_codes_without_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("promptlib")
-    result = subprocess.run([str(exe), "validate", str(CORPUS)], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [str(exe), "validate", str(CORPUS)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     result = subprocess.run([str(exe), "render"], capture_output=True, text=True, cwd=tmp_path)

@@ -27,7 +27,9 @@ examples:
 
 
 def make(root: Path, prompt_id: str, tags: str = "support", suffix: str = ".yaml") -> Path:
-    return write(root / (prompt_id.replace(".", "/") + suffix), PROMPT.format(id=prompt_id, tags=tags))
+    return write(
+        root / (prompt_id.replace(".", "/") + suffix), PROMPT.format(id=prompt_id, tags=tags)
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,8 +61,14 @@ def test_discovery_skips_underscore_and_dot_folders(tmp_path: Path) -> None:
 
 def test_every_problem_of_every_file_in_one_pass(tmp_path: Path) -> None:
     make(tmp_path, "good.one")
-    write(tmp_path / "bad" / "a.yaml", "id: bad.a\nversion: 1\ndescription: x\ncolour: red\ntemplate: hi\n")
-    write(tmp_path / "bad" / "b.yaml", "id: bad.b\nversion: 1.0.0\ndescription: x\ntemplate: '{{ y }}'\n")
+    write(
+        tmp_path / "bad" / "a.yaml",
+        "id: bad.a\nversion: 1\ndescription: x\ncolour: red\ntemplate: hi\n",
+    )
+    write(
+        tmp_path / "bad" / "b.yaml",
+        "id: bad.b\nversion: 1.0.0\ndescription: x\ntemplate: '{{ y }}'\n",
+    )
     result = scan(tmp_path)
     assert list(result.prompts) == ["good.one"]
     assert [(Path(p.path).name, p.line, p.key) for p in result.problems] == [
@@ -100,7 +108,8 @@ def test_variables_used_by_partials_count_as_used(tmp_path: Path) -> None:
         "template: |\n  Hello.\n  {% include 'sig.j2' %}\n  Bye.\nexamples:\n  - inputs: {agent: Ann}\n",
     )
     result = scan(tmp_path)
-    assert result.ok and not result.warnings
+    assert result.ok
+    assert not result.warnings
     prompt = result.prompts["lib.p"]
     # The include line inserts the partial exactly, its final newline included.
     assert prompt.render_text(agent="Ann") == "Hello.\nRegards, Ann\nBye."
@@ -114,13 +123,18 @@ def test_partial_variables_must_be_declared_by_the_including_prompt(tmp_path: Pa
         "id: lib.p\nversion: 1.0.0\ndescription: x\ntemplate: \"{% include 'sig.j2' %}\"\n",
     )
     result = scan(tmp_path)
-    assert [p.message for p in result.problems] == ["uses variable 'agent', which is not declared in inputs"]
+    assert [p.message for p in result.problems] == [
+        "uses variable 'agent', which is not declared in inputs"
+    ]
 
 
 def test_partial_cycles_and_nested_includes(tmp_path: Path) -> None:
     write(tmp_path / "_partials" / "a.j2", "{% include 'b.j2' %}")
     write(tmp_path / "_partials" / "b.j2", "{% include 'a.j2' %}")
-    write(tmp_path / "lib" / "p.yaml", "id: lib.p\nversion: 1.0.0\ndescription: x\ntemplate: \"{% include 'a.j2' %}\"\n")
+    write(
+        tmp_path / "lib" / "p.yaml",
+        "id: lib.p\nversion: 1.0.0\ndescription: x\ntemplate: \"{% include 'a.j2' %}\"\n",
+    )
     result = scan(tmp_path)
     assert [p.message for p in result.problems] == [
         "in partial 'a.j2': in partial 'b.j2' line 1: partials include each other in a cycle: a.j2 -> b.j2 -> a.j2"
@@ -145,14 +159,20 @@ def test_library_is_a_read_only_mapping_filterable_by_tag(tmp_path: Path) -> Non
     assert library.tags == ["money", "support"]
     assert list(library.filter(tag="money")) == ["support.refund"]
     assert list(library.filter(prefix="support.c")) == ["support.cancel"]
-    with pytest.raises(NotFoundError, match=r"no prompt 'support.refnd' in the library; did you mean support.refund, support.cancel\?"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"no prompt 'support.refnd' in the library; did you mean support.refund, support.cancel\?",
+    ):
         library["support.refnd"]
     with pytest.raises(TypeError):
         library["x"] = library["support.refund"]  # type: ignore[index]
 
 
 def test_load_raises_with_every_problem(tmp_path: Path) -> None:
-    write(tmp_path / "lib" / "p.yaml", "id: lib.q\nversion: 1.0.0\ndescription: x\ntemplate: '{{ y }}'\n")
+    write(
+        tmp_path / "lib" / "p.yaml",
+        "id: lib.q\nversion: 1.0.0\ndescription: x\ntemplate: '{{ y }}'\n",
+    )
     with pytest.raises(LoadError) as caught:
         load(tmp_path)
     assert len(caught.value.problems) == 2
@@ -164,13 +184,18 @@ def test_load_rejects_missing_paths(tmp_path: Path) -> None:
         load(tmp_path / "nope")
 
 
-def test_validation_cache_reuses_unchanged_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validation_cache_reuses_unchanged_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from promptlib import loader
 
     root = tmp_path / "prompts"
     make(root, "support.refund")
     make(root, "support.cancel")
-    write(root / "bad" / "x.yaml", "id: bad.x\nversion: 1.0.0\ndescription: x\ncolour: red\ntemplate: hi\n")
+    write(
+        root / "bad" / "x.yaml",
+        "id: bad.x\nversion: 1.0.0\ndescription: x\ncolour: red\ntemplate: hi\n",
+    )
     checked: list[str] = []
     original = loader._FileCheck.run
 

@@ -8,7 +8,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import promptlib
-
 from conftest import REPO, fresh_venv, pip_install, run_checked
 
 
@@ -18,8 +17,12 @@ def _version() -> str:
 
 def test_wheel_carries_prompts_and_partials_but_no_datasets(repo_wheel: Path) -> None:
     names = zipfile.ZipFile(repo_wheel).namelist()
-    prompts = [n for n in names if n.startswith("promptlib/_bundled/prompts/") and n.endswith(".yaml")]
-    sources = sorted(p.relative_to(REPO / "prompts").as_posix() for p in (REPO / "prompts").rglob("*.yaml"))
+    prompts = [
+        n for n in names if n.startswith("promptlib/_bundled/prompts/") and n.endswith(".yaml")
+    ]
+    sources = sorted(
+        p.relative_to(REPO / "prompts").as_posix() for p in (REPO / "prompts").rglob("*.yaml")
+    )
     assert sorted(n.removeprefix("promptlib/_bundled/prompts/") for n in prompts) == sources
     assert any(n.startswith("promptlib/_bundled/prompts/_partials/") for n in names)
     assert not [n for n in names if n.endswith(".jsonl") or "/datasets/" in n]
@@ -33,7 +36,9 @@ def test_installed_by_version_works_outside_the_repo(repo_wheel: Path, tmp_path:
     outside.mkdir()
     out = run_checked([bin_dir / "promptlib", "--version"], cwd=outside)
     assert out.stdout.strip() == f"promptlib {version}"
-    listed = json.loads(run_checked([bin_dir / "promptlib", "list", "--format", "json"], cwd=outside).stdout)
+    listed = json.loads(
+        run_checked([bin_dir / "promptlib", "list", "--format", "json"], cwd=outside).stdout
+    )
     assert len(listed) >= 50
     code = (
         "import json, promptlib\n"
@@ -50,5 +55,7 @@ def test_installed_by_version_works_outside_the_repo(repo_wheel: Path, tmp_path:
     assert installed == here
     assert here[result["id"]] == result["fp"]
     assert result["roles"][-1] == "user"
-    rendered = run_checked([bin_dir / "promptlib", "render", result["id"], "--example", "0"], cwd=outside)
+    rendered = run_checked(
+        [bin_dir / "promptlib", "render", result["id"], "--example", "0"], cwd=outside
+    )
     assert rendered.stdout.strip()

@@ -12,6 +12,7 @@ and never read the environment themselves.
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["CompareSettings", "Settings", "find_project", "read_config"]
+__all__ = ["CompareSettings", "RetryPolicy", "Settings", "find_project", "read_config"]
 
 
 def find_project(start: Path | None = None) -> Path | None:
@@ -106,6 +107,52 @@ class CompareSettings:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded attempts with full-jitter exponential backoff, honouring Retry-After."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> RetryPolicy:
+        keys = {
+            "max-attempts": "max_attempts",
+            "base-delay": "base_delay",
+            "max-delay": "max_delay",
+            "max-retry-after": "max_retry_after",
+        }
+        unknown = sorted(set(table) - set(keys))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} in [retry]; "
+                f"known: {', '.join(sorted(keys))}"
+            )
+        defaults = cls()
+        try:
+            policy = cls(
+                max_attempts=int(table.get("max-attempts", defaults.max_attempts)),
+                base_delay=float(table.get("base-delay", defaults.base_delay)),
+                max_delay=float(table.get("max-delay", defaults.max_delay)),
+                max_retry_after=float(table.get("max-retry-after", defaults.max_retry_after)),
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: [retry] values must be numbers") from None
+        delays = (policy.base_delay, policy.max_delay, policy.max_retry_after)
+        if policy.max_attempts < 1 or min(delays) < 0:
+            raise ConfigError(f"{where}: [retry] max-attempts must be >= 1 and delays >= 0")
+        return policy
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        backoff = rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        if retry_after is not None:
+            return min(max(retry_after, backoff), self.max_retry_after)
+        return backoff
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about where it runs, resolved once."""
 
@@ -113,6 +160,7 @@ class Settings:
     config: Mapping[str, Any] = field(default_factory=dict)
     default_provider: str = "retrieval"
     compare: CompareSettings = field(default_factory=CompareSettings)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache_dir: Path | None = None
 
     @property
@@ -155,6 +203,7 @@ class Settings:
         config = read_config(root) if root else {}
         where = str(root / "pyproject.toml") if root else "defaults"
         compare = CompareSettings.from_table(config.get("compare", {}), where)
+        retry = RetryPolicy.from_table(config.get("retry", {}), where)
         default_provider = (
             provider
             or env.get("PROMPTLIB_PROVIDER")
@@ -167,5 +216,6 @@ class Settings:
             config=config,
             default_provider=default_provider,
             compare=compare,
+            retry=retry,
             cache_dir=cache_dir,
         )

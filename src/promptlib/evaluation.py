@@ -1,0 +1,287 @@
+"""``promptlib eval``: evaluate a project's prompts with its suites, and report.
+
+This module wires the pieces together (settings, library, suites, provider, response
+cache, ledger, harness) and turns job results into a report with gate outcomes. The
+report renders as JSON, Markdown or JUnit XML here; the CLI draws the terminal table.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from .cache import CacheMode, ResponseCache
+from .errors import ConfigError
+from .harness import EvalOptions, JobResult, plan_jobs, run_jobs
+from .ledger import Ledger
+from .library import Library, load
+from .prompt import Prompt
+from .providers import Provider, create_provider
+from .settings import Settings
+from .suite import Suite, load_suites, select_suites
+
+__all__ = ["EvalReport", "PromptOutcome", "evaluate", "latest_runs", "open_provider"]
+
+
+@dataclass
+class PromptOutcome:
+    """One (suite, prompt) line of a report."""
+
+    suite: str
+    prompt: str
+    version: str
+    status: str
+    results: dict[str, dict[str, float]]
+    gates: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    errors: int = 0
+    calls: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    failure: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed" and all(ok for _, ok in self.gates.values())
+
+
+@dataclass
+class EvalReport:
+    provider: str
+    outcomes: list[PromptOutcome]
+    ledger: str | None = None
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def gate_failures(self) -> list[PromptOutcome]:
+        return [o for o in self.outcomes if o.status != "failed" and not o.passed]
+
+    @property
+    def provider_failures(self) -> list[PromptOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "ledger": self.ledger,
+            "passed": not self.gate_failures and not self.provider_failures,
+            "results": [
+                {
+                    "suite": o.suite,
+                    "prompt": o.prompt,
+                    "version": o.version,
+                    "status": o.status,
+                    "metrics": o.results,
+                    "gates": {k: {"threshold": t, "passed": ok} for k, (t, ok) in o.gates.items()},
+                    "errors": o.errors,
+                    "calls": o.calls,
+                    "cached": o.cached,
+                    "seconds": o.seconds,
+                    "failure": o.failure,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+    def to_markdown(self) -> str:
+        lines = [f"### promptlib eval ({self.provider})", ""]
+        by_suite: dict[str, list[PromptOutcome]] = {}
+        for outcome in self.outcomes:
+            by_suite.setdefault(outcome.suite, []).append(outcome)
+        for suite, outcomes in by_suite.items():
+            metrics = sorted({m for o in outcomes for m in o.results})
+            lines.append(f"**{suite}**")
+            lines.append("")
+            lines.append("| prompt | version | " + " | ".join(metrics) + " | n | status |")
+            lines.append("|---|---|" + "---:|" * len(metrics) + "---:|---|")
+            for o in outcomes:
+                cells = []
+                for m in metrics:
+                    value = o.results.get(m)
+                    text = "" if value is None else f"{value['mean']:.3f}"
+                    gate = o.gates.get(m)
+                    if gate is not None and not gate[1]:
+                        text += f" ❌ (< {gate[0]:g})"
+                    cells.append(text)
+                n = max((int(v["n"]) for v in o.results.values()), default=0)
+                status = (
+                    o.status if o.passed else ("failed" if o.status == "failed" else "gate failed")
+                )
+                lines.append(
+                    f"| `{o.prompt}` | {o.version} | " + " | ".join(cells) + f" | {n} | {status} |"
+                )
+            lines.append("")
+        return "\n".join(lines)
+
+    def to_junit(self) -> str:
+        cases = []
+        failures = 0
+        for o in self.outcomes:
+            name = quoteattr(f"{o.suite}/{o.prompt}")
+            body = ""
+            if o.status == "failed":
+                failures += 1
+                body = f"<error message={quoteattr(o.failure or 'failed')}/>"
+            elif not o.passed:
+                failures += 1
+                text = "; ".join(
+                    f"{m} {o.results[m]['mean']:.4f} < {t:g}"
+                    for m, (t, ok) in o.gates.items()
+                    if not ok
+                )
+                body = f"<failure message={quoteattr(text)}>{escape(text)}</failure>"
+            cases.append(
+                f'  <testcase classname="promptlib.eval" name={name} time="{o.seconds:.3f}">'
+                f"{body}</testcase>"
+            )
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name="promptlib eval" tests="{len(cases)}" failures="{failures}">\n'
+            + "\n".join(cases)
+            + "\n</testsuite>\n"
+        )
+
+
+def open_provider(settings: Settings, name: str | None = None) -> Provider:
+    """Create the named (or default) provider from the project's configuration."""
+    providers = settings.config.get("providers", {})
+    if not isinstance(providers, Mapping):
+        raise ConfigError("[tool.promptlib.providers] must be a table of provider tables")
+    return create_provider(name or settings.default_provider, providers, environ=os.environ)
+
+
+def latest_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """Run records by key; for a key recorded twice, the latest (then by hash) wins."""
+    runs: dict[str, dict[str, Any]] = {}
+    for record in ledger.read().of_kind("run"):
+        runs[str(record["key"])] = record
+    return runs
+
+
+def select_prompts(library: Library, patterns: Sequence[str]) -> list[Prompt]:
+    if not patterns:
+        return list(library.values())
+    chosen = [
+        p for p in library.values() if any(fnmatch.fnmatchcase(p.id, pat) for pat in patterns)
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"no prompt matches {', '.join(patterns)}; `promptlib list` shows the ids"
+        )
+    return chosen
+
+
+def _outcome(result: JobResult) -> PromptOutcome:
+    job = result.job
+    results: dict[str, dict[str, float]] = {}
+    if result.record is not None:
+        results = {k: dict(v) for k, v in result.record["results"].items()}
+    gates = {
+        metric: (threshold, results.get(metric, {}).get("mean", 0.0) >= threshold)
+        for metric, threshold in job.suite.spec.gates.items()
+    }
+    errors = result.errors
+    if result.status == "reused" and result.record is not None:
+        errors = int(result.record["errors"]["count"])
+    return PromptOutcome(
+        suite=job.suite.name,
+        prompt=job.prompt.id,
+        version=str(job.prompt.version),
+        status=result.status,
+        results=results,
+        gates=gates if result.status != "failed" else {},
+        errors=errors,
+        calls=result.calls,
+        cached=result.cached,
+        seconds=result.seconds,
+        failure=result.failure,
+    )
+
+
+def evaluate(
+    settings: Settings,
+    *,
+    suites: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    provider: str | None = None,
+    cache_mode: CacheMode = CacheMode.on,
+    options: EvalOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    library: Library | None = None,
+) -> EvalReport:
+    """Evaluate the project's prompts (all, or those matching ``prompts``) with its suites."""
+    root = settings.require_root()
+    options = options or EvalOptions()
+    if options.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    library = library if library is not None else load(root)
+    chosen_suites: list[Suite] = select_suites(load_suites(root), suites)
+    if not chosen_suites:
+        raise ConfigError(f"{root / 'evals' / 'suites'}: no suites; add a suite YAML file there")
+    chosen_prompts = select_prompts(library, prompts)
+    by_provider: dict[str | None, list[Suite]] = {}
+    for suite in chosen_suites:
+        by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
+    ledger_path = settings.ledger_path
+    assert ledger_path is not None
+    ledger = Ledger(ledger_path)
+    runs = latest_runs(ledger)
+    repaired: list[str] = []
+
+    def append(record: dict[str, Any]) -> None:
+        outcome = ledger.append([record])
+        if outcome.repaired is not None:
+            repaired.append(str(outcome.repaired))
+
+    cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
+    cache = ResponseCache(cache_path, cache_mode)
+    outcomes: list[PromptOutcome] = []
+    names: list[str] = []
+    try:
+        for name, group in by_provider.items():
+            instance = open_provider(settings, name)
+            names.append(instance.name)
+            jobs = plan_jobs(group, chosen_prompts, instance, options.repeats)
+            results = run_jobs(
+                jobs,
+                instance,
+                cache,
+                options=options,
+                ledger_runs=runs,
+                append=append,
+                root=root,
+                on_progress=on_progress,
+            )
+            outcomes.extend(_outcome(r) for r in results)
+    finally:
+        cache.close()
+    return EvalReport(
+        provider=", ".join(names),
+        outcomes=outcomes,
+        ledger=str(ledger_path.relative_to(root)),
+        repaired=repaired,
+    )
+
+
+def report_path_text(report: EvalReport, output_format: str) -> str:
+    """The report as text in ``output_format`` (json, markdown or junit)."""
+    if output_format == "json":
+        return json.dumps(report.to_json(), indent=2)
+    if output_format == "markdown":
+        return report.to_markdown()
+    if output_format == "junit":
+        return report.to_junit()
+    raise ConfigError(f"unknown format {output_format!r}")
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a report file atomically (no partial file on a crash)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    os.replace(temporary, path)

@@ -1,0 +1,698 @@
+"""The ledger: an append-only JSON Lines store of sealed records (``evals/ledger.jsonl``).
+
+The format is a contract (see DESIGN.md, "The ledger"):
+
+- One record per line: the canonical JSON of one object (``promptlib._canonical``),
+  UTF-8, ending in ``"\\n"``. A reader tolerates a ``"\\r"`` before the newline (a
+  Windows checkout); a writer never writes one.
+- Every record carries an envelope: ``schema`` (the format version, an int, currently
+  ``SCHEMA_VERSION``), ``kind`` (one of ``KINDS``) and ``hash``: the ``sha256:`` digest of
+  the canonical JSON of the record without ``hash``. An optional ``time`` must be a string
+  (ISO 8601 UTC by convention); it orders records. This module checks only the envelope;
+  the fields of each kind belong to the modules that write them. Adding a kind is a
+  schema change: readers of the old schema would report the new kind as a problem.
+- The file is only ever appended to. Git merges it with ``merge=union``, so lines from two
+  branches interleave in any order and the same record may appear twice. Readers are
+  therefore order-independent: they drop exact duplicates (same hash), re-verify every hash
+  and return records sorted by ``(time, hash)``, whatever the line order.
+- A record is committed when its line, newline included, has been written and fsynced.
+  A writer killed mid-write leaves a *torn* last line (no newline). Readers never accept
+  it and report it as a problem; the next append (under the lock) removes it and says so
+  in ``AppendResult.repaired``. The one exception: when the unterminated last line is a
+  whole, valid record (only the newline is missing, typically after a hand edit in an
+  editor that drops the final newline), the next append adds the newline instead of
+  deleting the record. A writer that never saw its append return may then find its record
+  committed; appending it again is harmless, because duplicates collapse by hash.
+- A line with a ``schema`` newer than ``SCHEMA_VERSION`` stops the reader with a
+  ``LedgerError``: an old promptlib must not guess at a newer format.
+
+Writers serialise on an exclusive ``filelock.FileLock`` on ``<path>.lock`` and write each
+record with a single ``os.write`` on a descriptor opened with ``O_APPEND``, followed by
+``os.fsync``, so concurrent writers never interleave bytes and a crash loses at most the
+record being written. Readers take no lock, except to re-read once when they see an
+unterminated last line, which may be an append in flight rather than a torn write.
+
+The lock file stays in place between appends (waiters must share its inode); projects
+git-ignore it.
+
+Errors are ``promptlib.errors.LedgerError``: from a ``Ledger`` they name the file and,
+where there is one, the line or the record; from ``seal`` they name the key path of the
+bad value. Each line a reader skips is a ``Problem`` of severity ``error``; a blank line
+(skipped) and a record whose line is not in canonical form (kept: its hash still matches)
+are ``warning`` problems, which do not fail ``verify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, NoReturn
+
+import filelock
+
+from ._canonical import canonical_json, sha256_of
+from .errors import LedgerError, Problem
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "AppendResult",
+    "Ledger",
+    "LedgerView",
+    "Repair",
+    "Torn",
+    "VerifyReport",
+    "seal",
+]
+
+#: The format version this promptlib writes, and the newest it reads.
+SCHEMA_VERSION: Final = 1
+
+#: The record kinds of this schema version.
+KINDS: Final = ("run", "release")
+
+_HASH_PREFIX: Final = "sha256:"
+_HASH_LENGTH: Final = len(_HASH_PREFIX) + 64
+_HEX: Final = frozenset("0123456789abcdef")
+
+# How often a waiting writer retries the lock, in seconds. filelock polls (its default is
+# 50 ms); appends take milliseconds, so a short interval keeps a waiting writer from being
+# starved by another that appends in a loop.
+_POLL: Final = 0.01
+
+# Bytes read per step when the writer scans the file backwards for the start of a torn line.
+_CHUNK: Final = 1 << 16
+
+
+# --- Values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Torn:
+    """An unterminated last line: ``line`` is its 1-based number, ``size`` its byte count.
+
+    ``complete`` says whether the bytes are a whole valid record that lacks only its
+    newline; the next append then adds the newline instead of removing the line.
+    """
+
+    line: int
+    size: int
+    complete: bool = False
+
+    def message(self) -> str:
+        if self.complete:
+            return (
+                f"last line has no newline ({self.size} bytes): a complete record whose "
+                "write was interrupted, or a hand edit; the next append ends it with a "
+                "newline, or add the newline by hand"
+            )
+        return (
+            f"torn last line ({self.size} bytes, no newline): an interrupted write; "
+            "the next append removes it, or delete it by hand"
+        )
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What an append did to an unterminated last line before writing.
+
+    ``action`` is ``"truncated"`` (the partial line's ``size`` bytes were removed) or
+    ``"completed"`` (a whole record lacked its newline; one was added).
+    """
+
+    line: int
+    size: int
+    action: Literal["truncated", "completed"]
+
+    def __str__(self) -> str:
+        if self.action == "completed":
+            return f"line {self.line} was a complete record without a newline; added the newline"
+        return (
+            f"removed a torn last line (line {self.line}, {self.size} bytes) left by an "
+            "interrupted write; it was never committed"
+        )
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """The outcome of ``Ledger.append``: the sealed records as written, in order."""
+
+    path: Path
+    records: tuple[dict[str, Any], ...]
+    repaired: Repair | None = None
+    created: bool = False
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return tuple(str(record["hash"]) for record in self.records)
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """The valid records of a ledger, deduplicated and in a line-order-independent order.
+
+    ``records`` are sorted by ``(time, hash)``; ``problems`` lists every line that was
+    skipped (severity ``error``) or accepted with a remark (severity ``warning``), the torn
+    last line included; ``torn`` describes that line, if any.
+    """
+
+    path: Path
+    records: tuple[dict[str, Any], ...] = ()
+    problems: tuple[Problem, ...] = ()
+    torn: Torn | None = None
+
+    def of_kind(self, kind: str) -> tuple[dict[str, Any], ...]:
+        """The records of one kind, in the view's order."""
+        _check_kind_name(kind)
+        return tuple(record for record in self.records if record["kind"] == kind)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of re-checking every line, for ``promptlib ledger verify``."""
+
+    path: Path
+    lines: int
+    records: int
+    duplicates: int
+    problems: tuple[Problem, ...]
+    torn: Torn | None
+    kinds: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every line is a valid record (warnings aside) and nothing is torn."""
+        return self.torn is None and not any(p.severity == "error" for p in self.problems)
+
+    def summary(self) -> str:
+        """One line for people, e.g. ``ledger.jsonl: ok: 12 lines, 11 records (3 release,
+        8 run), 1 duplicate``."""
+        kinds = ", ".join(f"{count} {kind}" for kind, count in self.kinds.items() if count)
+        parts = [
+            f"{self.lines} line{'s' if self.lines != 1 else ''}",
+            f"{self.records} record{'s' if self.records != 1 else ''}"
+            + (f" ({kinds})" if kinds else ""),
+        ]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate{'s' if self.duplicates != 1 else ''}")
+        errors = sum(p.severity == "error" for p in self.problems)
+        warnings = len(self.problems) - errors
+        if warnings:
+            parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+        verdict = "ok" if self.ok else f"{errors} problem{'s' if errors != 1 else ''}"
+        return f"{self.path}: {verdict}: {', '.join(parts)}"
+
+
+# --- Sealing ------------------------------------------------------------------------------
+
+
+def seal(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` with its envelope: ``schema`` and ``hash`` added.
+
+    The copy holds plain JSON values only (tuples become lists), exactly as a reader will
+    see the record. Sealing is idempotent: a ``schema`` already present must equal
+    ``SCHEMA_VERSION`` and a ``hash`` already present must match the content, so a record
+    edited after sealing is refused rather than silently re-sealed. Raises ``LedgerError``
+    for a missing or unknown ``kind``, a non-string ``time`` and values JSON cannot hold
+    (NaN, infinity, non-string keys, sets, objects).
+    """
+    if not isinstance(record, Mapping):
+        raise LedgerError(f"a ledger record must be a mapping, not {type(record).__name__}")
+    try:
+        body = _plain(record, "")
+    except RecursionError:
+        raise LedgerError("the record is nested too deeply to store as JSON") from None
+    assert isinstance(body, dict)
+    claimed = body.pop("hash", None)
+    if "kind" not in body:
+        raise LedgerError(f"a ledger record needs a 'kind' (one of: {', '.join(KINDS)})")
+    kind = body["kind"]
+    if kind not in KINDS:
+        raise LedgerError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    schema = body.setdefault("schema", SCHEMA_VERSION)
+    if type(schema) is not int or schema != SCHEMA_VERSION:
+        raise LedgerError(
+            f"the record says schema {schema!r}, but this promptlib writes schema "
+            f"{SCHEMA_VERSION}; remove 'schema' and let seal() set it"
+        )
+    if "time" in body and not isinstance(body["time"], str):
+        raise LedgerError(
+            f"'time' must be a string (ISO 8601, UTC), not {type(body['time']).__name__}"
+        )
+    digest = sha256_of(body)
+    if claimed is not None and claimed != digest:
+        raise LedgerError(
+            f"the record's hash {claimed!r} does not match its content ({digest}): it was "
+            "changed after it was sealed; remove 'hash' to seal the new content"
+        )
+    body["hash"] = digest
+    return body
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A copy of ``value`` built from JSON types only; names the key path of a bad value."""
+    # Exact builtin types come back from json.loads, so the sealed record equals what a
+    # reader sees; subclasses (enums, str subclasses) are reduced to their builtin value.
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _not_json(where, f"{value!r} has no JSON form; store null or a string instead")
+        return float(value)
+    if isinstance(value, Mapping):
+        copy: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _not_json(where, f"key {key!r} is not a string; JSON object keys are strings")
+            copy[str.__str__(key)] = _plain(item, f"{where}.{key}" if where else key)
+        return copy
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    _not_json(where, f"a {type(value).__name__} is not a JSON value")
+
+
+def _not_json(where: str, message: str) -> NoReturn:
+    raise LedgerError(f"cannot store the record as JSON: {where or 'record'}: {message}")
+
+
+def _check_kind_name(kind: str) -> None:
+    if kind not in KINDS:
+        raise LedgerError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
+
+
+# --- Reading ------------------------------------------------------------------------------
+
+
+class _LineError(Exception):
+    """A line is not a valid record; ``key`` names the envelope field, if one is at fault."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys; a record with both is ambiguous.
+    result: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in result:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        result[key] = item
+    return result
+
+
+def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bool]:
+    """The record on one line and whether the line is in canonical form.
+
+    Raises ``_LineError`` for a line that is not a valid record, and ``LedgerError`` at
+    once for a record of a newer schema.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _LineError(
+            f"not UTF-8 text (byte {exc.start + 1}); restore the line from git or delete it"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        raise _LineError(
+            f"not a JSON record ({exc}); restore the line from git or delete it"
+        ) from None
+    if not isinstance(value, dict):
+        raise _LineError(
+            f"not a JSON object but a {type(value).__name__}; restore the line or delete it"
+        )
+    missing = [name for name in ("schema", "kind", "hash") if name not in value]
+    if missing:
+        raise _LineError(
+            f"missing envelope field{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            "records are written by promptlib, not by hand: delete the line",
+            missing[0],
+        )
+    schema = value["schema"]
+    if type(schema) is not int or schema < 1:
+        raise _LineError(f"schema must be a positive integer, not {schema!r}", "schema")
+    if schema > SCHEMA_VERSION:
+        raise LedgerError(
+            f"{where}: line {number}: written by a newer promptlib (schema {schema} > "
+            f"{SCHEMA_VERSION}); upgrade promptlib to read this ledger"
+        )
+    kind = value["kind"]
+    if kind not in KINDS:
+        raise _LineError(
+            f"unknown record kind {kind!r} for schema {schema}; known kinds: {', '.join(KINDS)}",
+            "kind",
+        )
+    claimed = value["hash"]
+    if (
+        not isinstance(claimed, str)
+        or not claimed.startswith(_HASH_PREFIX)
+        or len(claimed) != _HASH_LENGTH
+        or not _HEX.issuperset(claimed[len(_HASH_PREFIX) :])
+    ):
+        raise _LineError(f"hash must be 'sha256:' and 64 hex digits, not {claimed!r}", "hash")
+    body = {key: item for key, item in value.items() if key != "hash"}
+    try:
+        digest = sha256_of(body)
+    except (ValueError, RecursionError) as exc:
+        raise _LineError(f"the record has no canonical form ({exc}); delete the line") from None
+    if digest != claimed:
+        raise _LineError(
+            f"hash mismatch: the line says {claimed} but its content hashes to {digest}; "
+            "the record was changed after it was written: restore it from git or delete it",
+            "hash",
+        )
+    if "time" in value and not isinstance(value["time"], str):
+        raise _LineError(f"time must be a string, not {value['time']!r}", "time")
+    return value, canonical_json(value).encode("utf-8") == raw
+
+
+@dataclass
+class _Scan:
+    lines: int = 0
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    torn: Torn | None = None
+
+
+def _scan(data: bytes, where: str) -> _Scan:
+    scan = _Scan()
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    scan.lines = len(lines) + (1 if tail else 0)
+    for number, raw in enumerate(lines, start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw.strip():
+            scan.problems.append(Problem(where, number, "", "blank line; ignored", "warning"))
+            continue
+        try:
+            record, canonical = _parse_line(raw, where, number)
+        except _LineError as exc:
+            scan.problems.append(Problem(where, number, exc.key, str(exc)))
+            continue
+        if not canonical:
+            scan.problems.append(
+                Problem(
+                    where,
+                    number,
+                    "",
+                    "not in canonical form (the hash still matches, so the record is "
+                    "kept); it was reformatted after promptlib wrote it",
+                    "warning",
+                )
+            )
+        digest = record["hash"]
+        if digest in scan.records:
+            scan.duplicates += 1
+        else:
+            scan.records[digest] = record
+    if tail:
+        scan.torn = Torn(len(lines) + 1, len(tail), _is_record(tail, where, len(lines) + 1))
+        scan.problems.append(Problem(where, scan.torn.line, "", scan.torn.message()))
+    scan.problems.sort()
+    return scan
+
+
+def _is_record(raw: bytes, where: str, number: int) -> bool:
+    try:
+        _parse_line(raw.removesuffix(b"\r"), where, number)
+    except _LineError:
+        return False
+    return True
+
+
+def _order(record: Mapping[str, Any]) -> tuple[str, str]:
+    return (record.get("time", ""), record["hash"])
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+
+class Ledger:
+    """The ledger file at ``path``; nothing is read or created until a method is called.
+
+    ``lock_timeout`` is how long, in seconds, ``append`` waits for another writer.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.lock_path = Path(f"{os.fspath(path)}.lock")
+        self.lock_timeout = lock_timeout
+        self._lock = filelock.FileLock(self.lock_path, timeout=lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"Ledger({os.fspath(self.path)!r})"
+
+    @property
+    def _where(self) -> str:
+        return os.fspath(self.path)
+
+    # Reading.
+
+    def read(self) -> LedgerView:
+        """The valid records, deduplicated and sorted; a missing file is an empty ledger."""
+        scan = _scan(self._snapshot(), self._where)
+        return LedgerView(
+            path=self.path,
+            records=tuple(sorted(scan.records.values(), key=_order)),
+            problems=tuple(scan.problems),
+            torn=scan.torn,
+        )
+
+    def verify(self) -> VerifyReport:
+        """Re-check every line: envelopes, hashes, duplicates and the last line's newline."""
+        scan = _scan(self._snapshot(), self._where)
+        kinds = Counter(record["kind"] for record in scan.records.values())
+        return VerifyReport(
+            path=self.path,
+            lines=scan.lines,
+            records=len(scan.records),
+            duplicates=scan.duplicates,
+            problems=tuple(scan.problems),
+            torn=scan.torn,
+            kinds={kind: kinds[kind] for kind in KINDS},
+        )
+
+    def _snapshot(self) -> bytes:
+        data = self._read_bytes()
+        if data and not data.endswith(b"\n"):
+            # An unterminated last line is either torn or an append in flight; a writer
+            # holds the lock for the whole append, so a read under the lock tells them apart.
+            # Without write access to the folder there is no lock to take: report as seen.
+            try:
+                with self._lock.acquire(timeout=self.lock_timeout, poll_interval=_POLL):
+                    data = self._read_bytes()
+            except (OSError, filelock.Timeout):
+                pass
+        return data
+
+    def _read_bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise LedgerError(f"{self._where}: cannot read the ledger: {exc.strerror}") from exc
+
+    # Writing.
+
+    def append(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> AppendResult:
+        """Seal ``records`` (one mapping or several) and append them, each one committed
+        (written and fsynced) before the next; returns them as written.
+
+        Every record is sealed before anything is written, so an invalid record appends
+        nothing. An unterminated last line left by an earlier, interrupted writer is
+        repaired first and reported in ``AppendResult.repaired``. ``append([])`` writes
+        nothing but still repairs.
+        """
+        batch = [records] if isinstance(records, Mapping) else list(records)
+        sealed: list[dict[str, Any]] = []
+        for index, record in enumerate(batch, start=1):
+            try:
+                sealed.append(seal(record))
+            except LedgerError as exc:
+                raise LedgerError(
+                    f"{self._where}: nothing appended: record {index} of {len(batch)}: {exc}"
+                ) from exc
+        if not sealed and not self.path.exists():
+            return AppendResult(self.path, ())
+        lines = [(canonical_json(record) + "\n").encode("utf-8") for record in sealed]
+        committed = 0
+        try:
+            _make_folders(self.path.parent)
+            with self._lock.acquire(timeout=self.lock_timeout, poll_interval=_POLL):
+                fd, created = _open_for_append(self.path)
+                try:
+                    if created:
+                        _fsync_folder(self.path.parent)
+                    repaired = self._repair(fd)
+                    for line in lines:
+                        _commit(fd, line)
+                        committed += 1
+                finally:
+                    os.close(fd)
+        except filelock.Timeout:
+            raise LedgerError(
+                f"{self._where}: another writer has held the lock {self.lock_path} for over "
+                f"{self.lock_timeout:g} s; wait for it to finish and try again"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(
+                f"{self._where}: cannot append to the ledger: {exc.strerror or exc}; "
+                f"{committed} of {len(lines)} records were committed before the error, and "
+                "the next append removes any partial last line"
+            ) from exc
+        return AppendResult(self.path, tuple(sealed), repaired, created)
+
+    def _repair(self, fd: int) -> Repair | None:
+        """Deal with an unterminated last line; the caller holds the lock."""
+        size = os.fstat(fd).st_size
+        if size == 0 or _read_at(fd, 1, size - 1) == b"\n":
+            return None
+        start = _line_start(fd, size)
+        tail = _read_at(fd, size - start, start)
+        number = _count_newlines(fd, start) + 1
+        if _is_record(tail, self._where, number):
+            _commit(fd, b"\n")
+            return Repair(number, len(tail), "completed")
+        os.ftruncate(fd, start)
+        os.fsync(fd)
+        return Repair(number, len(tail), "truncated")
+
+
+def _open_for_append(path: Path) -> tuple[int, bool]:
+    """A descriptor for appending, and whether this call created the file."""
+    # Descriptors from os.open are not inherited by child processes (PEP 446).
+    flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_BINARY", 0)
+    while True:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            pass
+        try:
+            return os.open(path, flags), False
+        except FileNotFoundError:
+            # Deleted between the two calls; try to create it again.
+            continue
+
+
+def _commit(fd: int, data: bytes) -> None:
+    """Write ``data`` at the end of the file in one ``os.write`` and fsync it.
+
+    A regular file takes the whole buffer in one call; the loop only makes a short write
+    (a signal, a size limit) correct. If writing fails part-way, the partial line is cut
+    off again, so that a failed append leaves the file as it was when it can.
+    """
+    before = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(f"os.write wrote {written} of {len(view)} bytes")
+            view = view[written:]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, before)
+        raise
+    os.fsync(fd)
+
+
+def _line_start(fd: int, size: int) -> int:
+    """The offset just after the last newline before ``size`` (0 when there is none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - _CHUNK)
+        found = _read_at(fd, end - begin, begin).rfind(b"\n")
+        if found >= 0:
+            return begin + found + 1
+        end = begin
+    return 0
+
+
+def _count_newlines(fd: int, end: int) -> int:
+    count = 0
+    offset = 0
+    while offset < end:
+        block = _read_at(fd, min(1 << 20, end - offset), offset)
+        if not block:
+            break
+        count += block.count(b"\n")
+        offset += len(block)
+    return count
+
+
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    """Up to ``length`` bytes at ``offset`` (seek and read: os.pread is POSIX-only).
+
+    Moving the offset is harmless: with O_APPEND every write goes to the end anyway.
+    """
+    os.lseek(fd, offset, os.SEEK_SET)
+    parts: list[bytes] = []
+    while length > 0:
+        block = os.read(fd, length)
+        if not block:
+            break
+        parts.append(block)
+        length -= len(block)
+    return b"".join(parts)
+
+
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, making each new entry durable."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    if not missing:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_folder(created.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a new directory entry in ``folder`` durable (POSIX; Windows has no such call)."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some file systems (network, FUSE) cannot fsync a directory; the file's own
+        # fsync is then all the durability there is.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,147 @@
+"""The provider contract: one request in, one response out, declared identity.
+
+A provider turns rendered chat messages into model output. It does not retry, sleep or
+cache: the harness owns that policy (bounded attempts, jittered backoff, Retry-After,
+concurrency, rate limits, the response cache). A provider only translates failures into
+``ProviderError`` with ``retryable`` (and ``retry_after`` when the server said) set.
+
+Identity: ``fingerprint_data()`` lists everything that determines a provider's answers
+(type, model, endpoint, implementation version, fixed parameters) and never a secret. Its
+``sha256:`` digest, ``fingerprint``, keys the response cache and the ledger, so the
+results of different providers never mix.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._canonical import sha256_of
+from ..model import OutputSpec
+from ..prompt import Message
+
+__all__ = ["Provider", "Request", "Response", "Usage"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the harness asks a provider for.
+
+    ``params`` are the generation parameters (the prompt's ``model`` section, with a
+    suite's or provider's overrides applied). ``output`` is the prompt's output spec, for
+    providers that can constrain decoding (JSON mode, label lists) or, like the retrieval
+    baseline, need the label set.
+    """
+
+    messages: tuple[Message, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    prompt_id: str = ""
+    example_id: str = ""
+    repeat: int = 0
+
+    def cache_material(self, provider_fingerprint: str) -> dict[str, Any]:
+        """Everything the response depends on, as plain data: the response-cache key."""
+        return {
+            "provider": provider_fingerprint,
+            "messages": [m.to_dict() for m in self.messages],
+            "params": dict(self.params),
+            "output": self.output.model_dump(exclude_none=True, by_alias=True),
+            "repeat": self.repeat,
+        }
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts, when the provider reports them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Response:
+    """A provider's answer. ``cost`` is in US dollars when the provider can tell."""
+
+    text: str
+    usage: Usage | None = None
+    cost: float | None = None
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "usage": None
+            if self.usage is None
+            else {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+            },
+            "cost": self.cost,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Response:
+        usage = data.get("usage")
+        return cls(
+            text=str(data["text"]),
+            usage=Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+            if usage
+            else None,
+            cost=data.get("cost"),
+            model=data.get("model"),
+        )
+
+
+class Provider(abc.ABC):
+    """Base class of every provider.
+
+    ``concurrency`` caps requests in flight to this provider and ``rate_limit`` caps
+    requests started per second (None: no cap); the harness enforces both.
+    """
+
+    type: str = ""
+    #: Whether answers go through the response cache; False for local, deterministic
+    #: providers whose answers cost less to recompute than to look up.
+    cacheable: bool = True
+    concurrency: int = 8
+    rate_limit: float | None = None
+    timeout: float = 60.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(
+        cls, name: str, options: Mapping[str, Any], environ: Mapping[str, str]
+    ) -> Provider:
+        """Create the provider from its configuration table (without ``type``).
+
+        Unknown options are a ``ConfigError`` naming the allowed ones. ``environ`` holds
+        the environment, for options that name a variable to read a secret from.
+        """
+
+    @abc.abstractmethod
+    def fingerprint_data(self) -> dict[str, Any]:
+        """What determines this provider's answers; never a secret."""
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256_of(self.fingerprint_data())
+
+    @property
+    def model(self) -> str | None:
+        """The model name for reports, when there is one."""
+        value = self.fingerprint_data().get("model")
+        return str(value) if value is not None else None
+
+    @abc.abstractmethod
+    async def complete(self, request: Request) -> Response:
+        """Answer one request or raise ``ProviderError``."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to close by default
+        """Release connections and subprocesses."""

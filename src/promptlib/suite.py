@@ -1,0 +1,246 @@
+"""Eval suites (``evals/suites/*.yaml``): which prompts run on which rows, scored how.
+
+A suite file::
+
+    description: Bitext answers, ROUGE against the reference reply.
+    dataset: evals/datasets/bitext/test.jsonl   # relative to the project folder
+    prompts: ["support.answer.*", "!support.answer.general"]   # ids or fnmatch globs;
+                                                # "!" excludes
+    match: intent          # optional: each prompt gets only the rows whose `intent`
+                           # equals the last segment of its id (support.answer.get_refund)
+    where: {domain: [banking]}                  # optional row filter: field -> value(s)
+    limit: 500                                  # optional: the first N rows (file order)
+    inputs: {request: instruction}              # prompt input -> row field (each prompt
+                                                # gets the inputs it declares)
+    references: response                        # a field (or list of fields); list values
+                                                # count as several references
+    label_map: {NO_NODES_DETECTED: out_of_scope, "*": in_scope}   # optional
+    metrics: [rougeL, {kind: rouge1, normalize: placeholders},
+              {kind: exact_match, json_field: entity_type, reference: entity_type,
+               name: entity_type}]                # `reference`: a field of its own
+    gates: {rougeL: 0.25}                       # the mean must reach it, per prompt
+    provider: retrieval                         # optional; default: the configured default
+    params: {temperature: 0}                    # optional generation overrides
+
+The suite's name is its file name without ``.yaml``. Everything that decides which rows
+are scored and how (dataset, match, where, limit, inputs, references, label_map, params,
+metrics) is part of each run's key in the ledger.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._yaml import format_key, read_yaml
+from .dataset import Dataset, load_dataset
+from .errors import ConfigError
+from .metrics import Metric, MetricSpec, build_metric
+
+__all__ = ["Suite", "SuiteFile", "load_suites", "select_suites"]
+
+
+class SuiteFile(BaseModel):
+    """The file format of a suite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    dataset: str
+    prompts: list[str] = Field(min_length=1)
+    match: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    references: str | list[str] = Field(default_factory=list)
+    label_map: dict[str, str] | None = None
+    metrics: list[str | dict[str, Any]] = Field(min_length=1)
+    gates: dict[str, float] = Field(default_factory=dict)
+    provider: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_entries(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        for entry in value:
+            if isinstance(entry, dict) and not isinstance(entry.get("kind"), str):
+                raise ValueError("a metric given as a mapping needs a 'kind'")
+        return value
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded suite, with its metrics built and its dataset path resolved."""
+
+    name: str
+    path: Path
+    spec: SuiteFile
+    dataset_path: Path
+    metrics: tuple[Metric, ...]
+    root: Path
+
+    @property
+    def references(self) -> list[str]:
+        refs = self.spec.references
+        return [refs] if isinstance(refs, str) else list(refs)
+
+    def dataset(self) -> Dataset:
+        return load_dataset(self.dataset_path, self.root)
+
+    def selects(self, prompt_id: str) -> bool:
+        """Whether a positive pattern matches ``prompt_id`` and no ``!pattern`` excludes it."""
+        include = [p for p in self.spec.prompts if not p.startswith("!")]
+        exclude = [p[1:] for p in self.spec.prompts if p.startswith("!")]
+        return any(fnmatch.fnmatchcase(prompt_id, p) for p in include) and not any(
+            fnmatch.fnmatchcase(prompt_id, p) for p in exclude
+        )
+
+    def rows_for(self, prompt_id: str, dataset: Dataset) -> list[Mapping[str, Any]]:
+        """The rows this suite scores ``prompt_id`` on, in file order."""
+        rows = [row for row in dataset if self._where(row)]
+        if self.spec.match is not None:
+            name = prompt_id.rsplit(".", 1)[-1]
+            rows = [row for row in rows if str(row.get(self.spec.match)) == name]
+        if self.spec.limit is not None:
+            rows = rows[: self.spec.limit]
+        return rows
+
+    def _where(self, row: Mapping[str, Any]) -> bool:
+        for field_name, wanted in self.spec.where.items():
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if row.get(field_name) not in values:
+                return False
+        return True
+
+    def inputs_for(self, row: Mapping[str, Any], declared: Collection[str]) -> dict[str, Any]:
+        """The prompt's render arguments from ``row``: mapped inputs the prompt declares."""
+        chosen = {n: f for n, f in self.spec.inputs.items() if n in declared}
+        missing = [f for f in chosen.values() if f not in row]
+        if missing:
+            raise KeyError(f"row {row.get('id')!r} has no field {missing[0]!r}")
+        return {name: row[field_name] for name, field_name in chosen.items()}
+
+    def references_for(self, row: Mapping[str, Any], field: str | None = None) -> list[str]:
+        """The row's references (a metric's own ``reference`` field, else the suite's)."""
+        out: list[str] = []
+        for field_name in [field] if field else self.references:
+            value = row.get(field_name)
+            values = value if isinstance(value, list) else [value]
+            out.extend("" if v is None else str(v) for v in values)
+        if self.spec.label_map is not None:
+            mapping = self.spec.label_map
+            out = [mapping.get(v, mapping.get("*", v)) for v in out]
+        return out
+
+    def eval_config(self) -> dict[str, Any]:
+        """Everything about how rows become scores, for the run key."""
+        spec = self.spec
+        return {
+            "match": spec.match,
+            "where": spec.where,
+            "limit": spec.limit,
+            "inputs": spec.inputs,
+            "references": self.references,
+            "label_map": spec.label_map,
+            "params": spec.params,
+        }
+
+    def metric_config(self) -> list[dict[str, Any]]:
+        return [metric.config() for metric in self.metrics]
+
+
+def _metric_spec(entry: str | Mapping[str, Any]) -> MetricSpec:
+    if isinstance(entry, str):
+        return MetricSpec(kind=entry)
+    options = {k: v for k, v in entry.items() if k not in ("kind", "name", "reference")}
+    reference = entry.get("reference")
+    return MetricSpec(
+        kind=str(entry["kind"]),
+        options=options,
+        name=str(entry.get("name", "")),
+        reference=str(reference) if reference is not None else None,
+    )
+
+
+def load_suite(path: Path, root: Path) -> Suite:
+    """Load one suite file; ``ConfigError`` lists every problem with file and line."""
+    shown = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read the suite: {exc}") from None
+    doc = read_yaml(text, shown)
+    if doc.problems:
+        raise ConfigError("\n".join(str(p) for p in doc.problems))
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{shown}:1: a suite is a mapping (dataset, prompts, metrics, ...)")
+    try:
+        spec = SuiteFile.model_validate(doc.data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(SuiteFile.model_fields))
+                message = f"unknown key {loc[-1]!r}; allowed keys: {allowed}"
+            elif err["type"] == "missing":
+                message = f"missing required key {loc[-1]!r}"
+            lines.append(f"{shown}:{doc.line_of(loc)}: {format_key(loc)}: {message}")
+        raise ConfigError("\n".join(lines)) from None
+    metrics: list[Metric] = []
+    names: set[str] = set()
+    for i, entry in enumerate(spec.metrics):
+        try:
+            metric = build_metric(_metric_spec(entry))
+        except ConfigError as exc:
+            raise ConfigError(f"{shown}:{doc.line_of(('metrics', i))}: {exc}") from None
+        if metric.name in names:
+            raise ConfigError(
+                f"{shown}:{doc.line_of(('metrics', i))}: metric {metric.name!r} is listed twice; "
+                "give one a different 'name'"
+            )
+        names.add(metric.name)
+        metrics.append(metric)
+    for gate in spec.gates:
+        if gate not in names:
+            raise ConfigError(
+                f"{shown}:{doc.line_of(('gates', gate))}: gate {gate!r} names no metric of this "
+                f"suite ({', '.join(sorted(names))})"
+            )
+    if any(m.uses_references and not m.spec.reference for m in metrics) and not spec.references:
+        raise ConfigError(
+            f"{shown}:1: its metrics compare with references; name the 'references' field"
+        )
+    dataset_path = (root / spec.dataset).resolve()
+    if not dataset_path.is_file():
+        raise ConfigError(
+            f"{shown}:{doc.line_of(('dataset',))}: dataset {spec.dataset!r} not found"
+        )
+    return Suite(path.stem, path, spec, dataset_path, tuple(metrics), root)
+
+
+def load_suites(root: Path) -> list[Suite]:
+    """Every suite of the project at ``root`` (``evals/suites/*.yaml``), sorted by name."""
+    folder = root / "evals" / "suites"
+    if not folder.is_dir():
+        return []
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    return [load_suite(path, root) for path in files]
+
+
+def select_suites(suites: Sequence[Suite], names: Sequence[str]) -> list[Suite]:
+    """The suites called ``names`` (all when empty); ``ConfigError`` for unknown names."""
+    if not names:
+        return list(suites)
+    by_name = {s.name: s for s in suites}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise ConfigError(f"unknown suite {unknown[0]!r}; suites: {known}")
+    return [by_name[n] for n in names]
