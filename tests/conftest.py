@@ -49,13 +49,17 @@ def run_checked(args: list[str | Path], **kwargs: object) -> subprocess.Complete
     """Run a command; on failure, fail the test with its output."""
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"{' '.join(map(str, args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
     return result  # type: ignore[no-any-return]
 
 
 def build_wheel(source: Path, out: Path) -> Path:
     """Build a wheel of the project at ``source`` into ``out`` (offline: no build isolation)."""
-    run_checked([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, source])
+    run_checked(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, source]
+    )
     wheels = sorted(out.glob("promptlib-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -74,7 +78,9 @@ def fresh_venv(where: Path) -> Path:
 
 def pip_install(bin_dir: Path, *requirements: str, find_links: list[Path]) -> None:
     links = [arg for d in [*find_links, WHEELHOUSE] for arg in ("--find-links", str(d))]
-    run_checked([bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-index", *links, *requirements])
+    run_checked(
+        [bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-index", *links, *requirements]
+    )
 
 
 @pytest.fixture(scope="session")

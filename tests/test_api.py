@@ -36,8 +36,13 @@ LAYERS: dict[str, int] = {
     "providers": 4,
     "library": 5,
     "cache": 5,
+    "stats": 1,
     "harness": 6,
+    "releases": 6,
+    "diff": 7,
     "evaluation": 7,
+    "release": 8,
+    "compare": 8,
     "__init__": 9,
     "cli": 10,
 }

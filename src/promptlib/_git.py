@@ -13,26 +13,27 @@ from pathlib import Path
 
 from .errors import GitError
 
-__all__ = ["commit_of", "git", "is_dirty", "is_repository"]
+__all__ = ["commit_of", "git", "git_bytes", "is_dirty", "is_repository"]
 
 
-def git(root: Path, *args: str, check: bool = True, binary: bool = False) -> str:
-    """Run ``git args`` in ``root`` and return its stdout (text)."""
+def _run(root: Path, args: tuple[str, ...], check: bool) -> subprocess.CompletedProcess[bytes]:
     if shutil.which("git") is None:
         raise GitError("git is not installed or not on PATH")
-    result = subprocess.run(
-        ["git", *args],
-        cwd=root,
-        capture_output=True,
-        text=not binary,
-        env=None,
-        check=False,
-    )
+    result = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
     if check and result.returncode != 0:
-        stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
-        raise GitError(f"git {' '.join(args)}: {stderr.strip() or f'exit {result.returncode}'}")
-    out = result.stdout
-    return out if isinstance(out, str) else out.decode("utf-8", "replace")
+        stderr = result.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"git {' '.join(args)}: {stderr or f'exit {result.returncode}'}")
+    return result
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    """Run ``git args`` in ``root`` and return its stdout as text."""
+    return _run(root, args, check).stdout.decode("utf-8", "replace")
+
+
+def git_bytes(root: Path, *args: str) -> bytes:
+    """Run ``git args`` in ``root`` and return its stdout as bytes (e.g. an archive)."""
+    return _run(root, args, True).stdout
 
 
 def is_repository(root: Path) -> bool:

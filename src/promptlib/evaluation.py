@@ -26,7 +26,15 @@ from .providers import Provider, create_provider
 from .settings import Settings
 from .suite import Suite, load_suites, select_suites
 
-__all__ = ["EvalReport", "PromptOutcome", "evaluate", "latest_runs", "open_provider"]
+__all__ = [
+    "EvalReport",
+    "PromptOutcome",
+    "evaluate",
+    "latest_runs",
+    "open_provider",
+    "outcome_of",
+    "select_prompts",
+]
 
 
 @dataclass
@@ -176,7 +184,7 @@ def select_prompts(library: Library, patterns: Sequence[str]) -> list[Prompt]:
     return chosen
 
 
-def _outcome(result: JobResult) -> PromptOutcome:
+def outcome_of(result: JobResult) -> PromptOutcome:
     job = result.job
     results: dict[str, dict[str, float]] = {}
     if result.record is not None:
@@ -257,7 +265,7 @@ def evaluate(
                 root=root,
                 on_progress=on_progress,
             )
-            outcomes.extend(_outcome(r) for r in results)
+            outcomes.extend(outcome_of(r) for r in results)
     finally:
         cache.close()
     return EvalReport(

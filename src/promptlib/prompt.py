@@ -233,12 +233,13 @@ class Prompt:
         return out
 
     def metadata(self) -> dict[str, Any]:
-        """What is not behaviour: description, tags, owner and input descriptions."""
+        """What is not behaviour: description, tags, owner, input descriptions, examples."""
         return {
             "description": self.description,
             "tags": list(self.tags),
             "owner": self.owner,
             "inputs": {n: s.description for n, s in sorted(self.inputs.items())},
+            "examples": [e.model_dump(exclude_none=True) for e in self.examples],
         }
 
     def check_inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,6 +304,7 @@ class Prompt:
             "inputs": inputs,
             "model": behaviour.get("model", {}),
             "output": behaviour.get("output", {}),
+            "examples": list(meta.get("examples") or []),
         }
         if "messages" in behaviour:
             data["messages"] = behaviour["messages"]

@@ -101,6 +101,15 @@ def eval_command(
         str | None,
         typer.Option(help="Provider name (default: the suite's, else default-provider)."),
     ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, else a git ref) on "
+            "the same examples, with paired statistics; exit 1 on a significant regression. "
+            "The Markdown report is also appended to $GITHUB_STEP_SUMMARY when it is set.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Requests in flight (default: the provider's).")
     ] = None,
@@ -137,6 +146,20 @@ def eval_command(
     options = EvalOptions(
         concurrency=concurrency, repeats=repeats, fresh=fresh, error_budget=error_budget
     )
+    if against is not None:
+        from ._versioning import run_against
+
+        run_against(
+            against,
+            suite or [],
+            prompt or [],
+            provider,
+            cache,
+            options,
+            output_format.value,
+            output,
+        )
+        return
     progress, update = _progress_bar()
     if progress is not None:
         progress.start()

@@ -1,0 +1,288 @@
+"""diff, check, release, and the --against half of eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..settings import Settings
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, handle_errors, state
+
+
+class DiffFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+def _diff_markdown(diff: Any) -> str:
+    lines = [
+        f"### promptlib diff: {diff.base.label} -> {diff.head.label}",
+        "",
+        f"Required package bump: **{diff.bump}**.",
+        "",
+    ]
+    changed = diff.changed()
+    if not changed:
+        return "\n".join([*lines, "No prompt changed."]) + "\n"
+    lines += ["| prompt | change | bump | versions | what changed |", "|---|---|---|---|---|"]
+    for p in changed:
+        versions = f"{p.old.version if p.old else '-'} -> {p.new.version if p.new else '-'}"
+        what = "; ".join(c.what for c in p.changes)
+        lines.append(f"| `{p.id}` | {p.status} | {p.bump} | {versions} | {what} |")
+    for p in changed:
+        if p.text_diff:
+            lines += [
+                "",
+                f"<details><summary><code>{p.id}</code> text</summary>",
+                "",
+                "```diff",
+                p.text_diff.rstrip("\n"),
+                "```",
+                "</details>",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+@handle_errors
+def diff(
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="A release (v2.0.0 / 2.0.0) or git ref; default: the latest release."),
+    ] = None,
+    output_format: Annotated[DiffFormat, typer.Option("--format")] = DiffFormat.table,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Show text diffs.")] = True,
+) -> None:
+    """Semantic diff against a release: what changed per prompt and the semver bump it needs."""
+    from ..diff import diff_snapshots
+    from ..library import load
+    from ..release import resolve_against
+    from ..releases import worktree_snapshot
+
+    settings = Settings.resolve(state.project)
+    root = settings.require_root()
+    base = resolve_against(settings, ref)
+    result = diff_snapshots(base, worktree_snapshot(root, load(root)))
+    if output_format is DiffFormat.json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    if output_format is DiffFormat.markdown:
+        typer.echo(_diff_markdown(result))
+        return
+    typer.echo(f"{base.label} -> working tree: required bump {result.bump}")
+    for p in result.changed():
+        versions = f"{p.old.version if p.old else '-'} -> {p.new.version if p.new else '-'}"
+        typer.echo(f"\n{p.id}: {p.status}, {p.bump} ({versions})")
+        for change in p.changes:
+            typer.echo(f"  [{change.bump}] {change.what}")
+        if text and p.text_diff:
+            typer.echo("  " + p.text_diff.rstrip("\n").replace("\n", "\n  "))
+    unchanged = sum(1 for p in result.prompts if p.status == "unchanged")
+    typer.echo(f"\n{len(result.changed())} changed, {unchanged} unchanged", err=True)
+
+
+@app.command()
+@handle_errors
+def check(
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against", help="Release or git ref to check against (default: latest release)."
+        ),
+    ] = None,
+) -> None:
+    """The pull-request gate: valid files, big-enough version bumps, a CHANGELOG entry.
+
+    Exit 1 listing each problem with the version that would satisfy it.
+    """
+    from ..release import check as run_check
+
+    settings = Settings.resolve(state.project)
+    report = run_check(settings, against)
+    for problem in report.validation:
+        typer.echo(str(problem))
+    for message in report.problems:
+        typer.echo(f"check: {message}")
+    if report.base is None and report.ok:
+        typer.echo("check passed: the library is valid (no release in the ledger yet)", err=True)
+        return
+    if not report.ok:
+        count = len(report.problems) + len(report.validation)
+        typer.echo(f"check failed: {count} problem(s)", err=True)
+        raise typer.Exit(EXIT_GATE)
+    assert report.diff is not None
+    typer.echo(
+        f"check passed against {report.base.label if report.base else '-'}: "
+        f"{len(report.diff.changed())} prompt(s) changed, required bump {report.diff.bump}",
+        err=True,
+    )
+
+
+@app.command()
+@handle_errors
+def release(
+    bump: Annotated[
+        str, typer.Option(help="auto (computed from the diff), major, minor or patch.")
+    ] = "auto",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change no file.")
+    ] = False,
+    commit: Annotated[
+        bool,
+        typer.Option("--commit", help="Commit the release and tag it vX.Y.Z (never pushes)."),
+    ] = False,
+    provider: Annotated[str | None, typer.Option(help="Provider for the evaluation.")] = None,
+) -> None:
+    """Release the library: bump versions, evaluate, write CHANGELOG, record the release."""
+    from ..release import release as run_release
+    from ._eval import _progress_bar
+
+    settings = Settings.resolve(state.project)
+    progress, update = (None, None) if dry_run else _progress_bar()
+    if progress is not None:
+        progress.start()
+    try:
+        plan = run_release(
+            settings, bump, dry_run=dry_run, commit=commit, provider=provider, on_progress=update
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    head = f"release {plan.version}" + (
+        f" ({plan.bump} after {plan.previous})" if plan.previous else " (first release)"
+    )
+    typer.echo(("dry run: " if dry_run else "") + head)
+    for prompt_id, (declared, final) in sorted(plan.prompt_versions.items()):
+        if declared != final:
+            typer.echo(f"  {prompt_id}: {declared} -> {final}")
+    typer.echo("\n" + plan.changelog.rstrip("\n"))
+    if dry_run:
+        typer.echo("\n(dry run: no file changed)", err=True)
+        return
+    typer.echo(f"\nwrote: {', '.join(plan.files)}", err=True)
+    if plan.tagged:
+        typer.echo(f"committed {plan.committed} and tagged {plan.tagged} (not pushed)", err=True)
+    else:
+        typer.echo(
+            f"next: git commit -am 'Release {plan.version}' && git tag -a v{plan.version} "
+            f"-m 'Release {plan.version}' (or re-run with --commit)",
+            err=True,
+        )
+
+
+def _print_against_table(report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
+    console.print(f"against {report.base_label}: {counts}")
+    if report.comparisons:
+        table = Table(box=None, header_style="bold")
+        for column in (
+            "prompt",
+            "suite",
+            "metric",
+            "n",
+            "base",
+            "cand",
+            "Δ",
+            "95% CI",
+            "p (Holm)",
+            "verdict",
+        ):
+            table.add_column(
+                column,
+                justify="right" if column in ("n", "base", "cand", "Δ", "p (Holm)") else "left",
+            )
+        colours = {"improved": "green", "regressed": "red"}
+        for c in report.comparisons:
+            colour = colours.get(c.verdict)
+            text = f"[{colour}]{c.verdict}[/{colour}]" if colour else c.verdict
+            table.add_row(
+                c.prompt,
+                c.suite,
+                c.metric,
+                str(c.n),
+                f"{c.baseline:.3f}",
+                f"{c.candidate:.3f}",
+                f"{c.diff:+.3f}",
+                f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]",
+                f"{c.p_adjusted:.3g}",
+                text,
+            )
+        console.print(table)
+    for prompt_id, reason in sorted(report.not_comparable.items()):
+        console.print(f"{prompt_id}: not comparable ({reason})")
+    for prompt_id, status in sorted(report.statuses.items()):
+        if status in ("added", "removed"):
+            console.print(f"{prompt_id}: {status}")
+
+
+def run_against(
+    ref: str,
+    suites: list[str],
+    prompts: list[str],
+    provider: str | None,
+    cache: Any,
+    options: Any,
+    output_format: str,
+    output: Path | None,
+) -> None:
+    """The body of ``eval --against`` (called by the eval command)."""
+    from ..compare import compare_against, report_text
+    from ..evaluation import write_output
+    from ._eval import _progress_bar
+
+    settings = Settings.resolve(state.project)
+    progress, update = _progress_bar()
+    if progress is not None:
+        progress.start()
+    try:
+        report = compare_against(
+            settings,
+            ref,
+            suites=suites,
+            prompts=prompts,
+            provider=provider,
+            cache_mode=cache,
+            options=options,
+            on_progress=update,
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    if output_format == "table":
+        _print_against_table(report)
+    else:
+        typer.echo(report_text(report, output_format))
+    markdown = report.to_markdown()
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+    if output is not None:
+        write_output(
+            output, markdown if output_format == "table" else report_text(report, output_format)
+        )
+    for o in report.candidate.provider_failures:
+        typer.echo(f"error: {o.suite}/{o.prompt}: {o.failure}", err=True)
+    if report.candidate.provider_failures:
+        raise typer.Exit(EXIT_PROVIDER)
+    for c in report.regressions:
+        typer.echo(
+            f"regressed: {c.prompt} {c.suite} {c.metric} {c.baseline:.3f} -> "
+            f"{c.candidate:.3f} (p_holm={c.p_adjusted:.3g})",
+            err=True,
+        )
+    for o in report.candidate.gate_failures:
+        typer.echo(f"gate failed: {o.suite}/{o.prompt}", err=True)
+    if report.failed:
+        raise typer.Exit(EXIT_GATE)

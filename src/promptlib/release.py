@@ -1,0 +1,411 @@
+"""``promptlib check`` (the pull-request gate) and ``promptlib release``.
+
+``check`` validates the library, diffs it against a release (default: the latest in the
+ledger) and verifies that every changed prompt's declared version, and the package
+version, are at least what the change requires, and that CHANGELOG.md describes the
+pending version (a ``## [X.Y.Z]`` section, or an ``## [Unreleased]`` section naming every
+changed prompt). Each problem says which version would satisfy it.
+
+``release`` computes the bump (or checks a requested one is enough), writes the new prompt
+and package versions, evaluates what the ledger lacks (reusing every run it has), writes
+the CHANGELOG section with score deltas against the previous release, appends the release
+record, and, with ``commit=True``, commits and tags ``vX.Y.Z``. It never pushes.
+``dry_run`` computes and returns the plan and changes no file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from . import _git
+from .diff import LibraryDiff, PromptDiff, diff_snapshots
+from .errors import ConfigError, LoadError, Problem
+from .evaluation import EvalReport, evaluate, latest_runs
+from .harness import EvalOptions
+from .ledger import Ledger
+from .library import Library, load
+from .loader import scan
+from .releases import Snapshot, latest_release, release_record, resolve, worktree_snapshot
+from .settings import Settings
+from .versioning import Bump, Version, apply_bump, parse_version
+
+__all__ = ["CheckReport", "ReleasePlan", "check", "plan_release", "release"]
+
+CHANGELOG_HEADER = """# Changelog
+
+All notable changes to this project are documented in this file. The format is based on
+[Keep a Changelog](https://keepachangelog.com/en/1.1.0/), and this project adheres to
+[Semantic Versioning](https://semver.org/spec/v2.0.0.html). Release sections are written by
+`promptlib release`; notes under `Unreleased` are moved into the next release.
+
+## [Unreleased]
+"""
+
+_VERSION_LINE = re.compile(r'(?m)^(version\s*=\s*")([^"]+)(")')
+_PROMPT_VERSION = re.compile(r"(?m)^(version:\s*)(\S+)(\s*(?:#.*)?)$")
+_SECTION = re.compile(r"(?m)^## \[([^\]]+)\]")
+
+
+@dataclass
+class CheckReport:
+    problems: list[str]
+    diff: LibraryDiff | None
+    base: Snapshot | None
+    validation: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.validation
+
+
+def _changelog_sections(text: str) -> dict[str, str]:
+    """``## [name]`` section bodies by name."""
+    matches = list(_SECTION.finditer(text))
+    sections = {}
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        sections[match.group(1)] = text[match.end() : end]
+    return sections
+
+
+def _required(change: PromptDiff) -> Version | None:
+    if change.old is None or change.bump is Bump.NONE:
+        return None
+    return apply_bump(parse_version(change.old.version), change.bump)
+
+
+def _reasons(change: PromptDiff, limit: int = 3) -> str:
+    worst = [c.what for c in change.changes if c.bump is change.bump]
+    text = "; ".join(worst[:limit])
+    return text + (f"; and {len(worst) - limit} more" if len(worst) > limit else "")
+
+
+def check(settings: Settings, against: str | None = None) -> CheckReport:
+    """The pull-request gate (see the module docstring)."""
+    root = settings.require_root()
+    result = scan(root / "prompts")
+    if result.problems:
+        return CheckReport([], None, None, validation=list(result.problems))
+    library = Library(result.prompts, root=root / "prompts", partials=result.partials)
+    ledger = Ledger(_ledger_path(settings))
+    base = resolve(root, against, ledger) if against else latest_release(ledger)
+    if base is None:
+        return CheckReport([], None, None)
+    head = worktree_snapshot(root, library)
+    diff = diff_snapshots(base, head)
+    problems: list[str] = []
+    for change in diff.changed():
+        required = _required(change)
+        if required is None or change.new is None:
+            continue
+        declared = parse_version(change.new.version)
+        if declared < required:
+            problems.append(
+                f"{change.id}: declares {declared} but the {change.bump} change needs at least "
+                f"{required} (from {change.old.version if change.old else '-'}): {_reasons(change)}"
+            )
+    if diff.bump is not Bump.NONE and base.version:
+        needed = apply_bump(parse_version(base.version), diff.bump)
+        declared_package = parse_version(head.version or "0.0.0")
+        if declared_package < needed:
+            problems.append(
+                f"package version {declared_package} in pyproject.toml must be at least {needed} "
+                f"(a {diff.bump} release after {base.version})"
+            )
+        problems.extend(_changelog_problems(root, head.version or "", base.version, diff))
+    return CheckReport(problems, diff, base)
+
+
+def _changelog_problems(root: Path, pending: str, released: str, diff: LibraryDiff) -> list[str]:
+    path = root / "CHANGELOG.md"
+    if not path.is_file():
+        return ["CHANGELOG.md is missing; add one with an [Unreleased] section naming the changes"]
+    sections = _changelog_sections(path.read_text(encoding="utf-8"))
+    if pending != released and pending in sections:
+        return []
+    unreleased = sections.get("Unreleased")
+    if unreleased is None:
+        return [
+            f"CHANGELOG.md has no section for {pending} and no [Unreleased] section; add "
+            "'## [Unreleased]' naming the changed prompts (or run `promptlib release`)"
+        ]
+    missing = [c.id for c in diff.changed() if c.id not in unreleased]
+    if missing:
+        return [
+            "CHANGELOG.md: the [Unreleased] section does not mention "
+            + ", ".join(missing)
+            + f" (or add a section for {pending})"
+        ]
+    return []
+
+
+def _ledger_path(settings: Settings) -> Path:
+    path = settings.ledger_path
+    assert path is not None
+    return path
+
+
+@dataclass
+class ReleasePlan:
+    """What ``release`` will do (and, after it ran, what it did)."""
+
+    version: str
+    previous: str | None
+    bump: Bump | None
+    diff: LibraryDiff | None
+    prompt_versions: dict[str, tuple[str, str]]  # id -> (declared now, released as)
+    changelog: str
+    files: list[str] = field(default_factory=list)
+    evaluation: EvalReport | None = None
+    tagged: str | None = None
+    committed: str | None = None
+
+
+def plan_release(
+    settings: Settings, bump: str = "auto", *, library: Library | None = None
+) -> ReleasePlan:
+    """Compute the release without changing anything."""
+    root = settings.require_root()
+    library = library if library is not None else load(root)
+    ledger = Ledger(_ledger_path(settings))
+    base = latest_release(ledger)
+    head = worktree_snapshot(root, library)
+    declared_package = parse_version(head.version or "0.0.0")
+    if base is None:
+        if bump not in ("auto",):
+            raise ConfigError("the first release takes the version in pyproject.toml; drop --bump")
+        first = {pid: (str(p.version), str(p.version)) for pid, p in library.items()}
+        version = str(declared_package)
+        changelog = _section(version, None, [], {}, {})
+        return ReleasePlan(version, None, None, None, first, changelog)
+    diff = diff_snapshots(base, head)
+    required = diff.bump
+    if required is Bump.NONE:
+        raise ConfigError(f"nothing to release: no prompt changed since v{base.version}")
+    chosen = required if bump == "auto" else Bump.parse(bump)
+    if chosen < required:
+        worst = next(c for c in diff.changed() if c.bump is required)
+        raise ConfigError(
+            f"--bump {chosen} is too small: the changes need a {required} release "
+            f"({worst.id}: {_reasons(worst, 1)})"
+        )
+    computed = apply_bump(parse_version(base.version or "0.0.0"), chosen)
+    version = str(max(computed, declared_package))
+    versions: dict[str, tuple[str, str]] = {}
+    for change in diff.prompts:
+        if change.new is None:
+            continue
+        declared = parse_version(change.new.version)
+        needed = _required(change)
+        final = max(declared, needed) if needed is not None else declared
+        versions[change.id] = (str(declared), str(final))
+    deltas = _score_deltas(settings, diff)
+    changelog = _section(version, base.version, diff.changed(), versions, deltas)
+    return ReleasePlan(version, base.version, chosen, diff, versions, changelog)
+
+
+def _score_deltas(settings: Settings, diff: LibraryDiff) -> dict[str, list[str]]:
+    """For changed prompts: "suite metric old -> new (+d)" from the ledger, where both exist."""
+    ledger = Ledger(_ledger_path(settings))
+    by_fingerprint: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for record in latest_runs(ledger).values():
+        key = (record["prompt"]["fingerprint"], record["suite"], record["provider"]["fingerprint"])
+        current = by_fingerprint.get(key)
+        if current is None or record["time"] > current["time"]:
+            by_fingerprint[key] = record
+    out: dict[str, list[str]] = {}
+    for change in diff.changed():
+        if change.old is None or change.new is None or change.status == "metadata":
+            continue
+        lines = []
+        for (fingerprint, suite, provider), new in sorted(by_fingerprint.items()):
+            if fingerprint != change.new.fingerprint:
+                continue
+            old = by_fingerprint.get((change.old.fingerprint, suite, provider))
+            if old is None:
+                continue
+            for metric, result in new["results"].items():
+                before = old["results"].get(metric)
+                if before is None:
+                    continue
+                delta = result["mean"] - before["mean"]
+                lines.append(
+                    f"{suite} {metric} {before['mean']:.3f} -> {result['mean']:.3f} "
+                    f"({delta:+.3f}, {new['provider']['name']})"
+                )
+        out[change.id] = lines
+    return out
+
+
+def _section(
+    version: str,
+    previous: str | None,
+    changes: Sequence[PromptDiff],
+    versions: Mapping[str, tuple[str, str]],
+    deltas: Mapping[str, list[str]],
+) -> str:
+    lines = [f"## [{version}] - {date.today().isoformat()}", ""]
+    if previous is None:
+        lines += ["First release of the prompt library.", ""]
+        return "\n".join(lines)
+    groups: dict[str, list[str]] = {"Breaking": [], "Added": [], "Changed": [], "Removed": []}
+    for change in changes:
+        old = change.old.version if change.old else None
+        new = versions.get(change.id, (None, None))[1]
+        scores = deltas.get(change.id, [])
+        score_text = f" Scores: {'; '.join(scores)}." if scores else ""
+        if change.status == "added":
+            groups["Added"].append(f"- `{change.id}` {new}: new prompt.")
+        elif change.status == "removed":
+            groups["Removed"].append(f"- `{change.id}` (was {old}).")
+        else:
+            what = "; ".join(c.what for c in change.changes)
+            entry = f"- `{change.id}` {old} -> {new}: {what}.{score_text}"
+            groups["Breaking" if change.bump is Bump.MAJOR else "Changed"].append(entry)
+    for title, entries in groups.items():
+        if entries:
+            lines += [f"### {title}", "", *entries, ""]
+    return "\n".join(lines)
+
+
+def _write_changelog(root: Path, section: str) -> None:
+    path = root / "CHANGELOG.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else CHANGELOG_HEADER
+    sections = list(_SECTION.finditer(text))
+    unreleased = next((m for m in sections if m.group(1) == "Unreleased"), None)
+    if unreleased is None:
+        first = sections[0].start() if sections else len(text)
+        text = text[:first].rstrip("\n") + "\n\n## [Unreleased]\n\n" + text[first:].lstrip("\n")
+        sections = list(_SECTION.finditer(text))
+        unreleased = next(m for m in sections if m.group(1) == "Unreleased")
+    after = [m for m in sections if m.start() > unreleased.start()]
+    end = after[0].start() if after else len(text)
+    notes = text[unreleased.end() : end].strip("\n")
+    heading, _, generated = section.partition("\n")
+    body = "\n".join(part for part in (notes.strip(), generated.strip()) if part)
+    new_block = f"## [Unreleased]\n\n{heading}\n\n{body}\n\n"
+    text = text[: unreleased.start()] + new_block + text[end:].lstrip("\n")
+    _atomic_write(path, text.rstrip("\n") + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def _set_prompt_version(path: Path, version: str) -> bool:
+    text = path.read_text(encoding="utf-8")
+    new, count = _PROMPT_VERSION.subn(lambda m: f"{m.group(1)}{version}{m.group(3)}", text, count=1)
+    if count != 1:
+        raise ConfigError(f"{path}: no top-level 'version:' line to update")
+    if new != text:
+        _atomic_write(path, new)
+        return True
+    return False
+
+
+def _set_package_version(path: Path, version: str) -> bool:
+    text = path.read_text(encoding="utf-8")
+    new, count = _VERSION_LINE.subn(lambda m: f"{m.group(1)}{version}{m.group(3)}", text, count=1)
+    if count != 1:
+        raise ConfigError(f"{path}: no 'version = \"...\"' line in [project] to update")
+    if new != text:
+        _atomic_write(path, new)
+        return True
+    return False
+
+
+def release(
+    settings: Settings,
+    bump: str = "auto",
+    *,
+    dry_run: bool = False,
+    commit: bool = False,
+    provider: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReleasePlan:
+    """Release the library (see the module docstring)."""
+    root = settings.require_root()
+    library = load(root)
+    plan = plan_release(settings, bump, library=library)
+    if dry_run:
+        return plan
+    if commit and _git.is_repository(root):
+        tag = f"v{plan.version}"
+        if _git.commit_of(root, f"refs/tags/{tag}"):
+            raise ConfigError(f"git tag {tag} already exists")
+    for prompt_id, (declared, final) in plan.prompt_versions.items():
+        prompt = library[prompt_id]
+        if declared != final and prompt.path is not None:
+            _set_prompt_version(prompt.path, final)
+            plan.files.append(str(prompt.path.relative_to(root)))
+    if _set_package_version(root / "pyproject.toml", plan.version):
+        plan.files.append("pyproject.toml")
+    library = load(root)
+    problems = [p for p in scan(root / "prompts").problems]
+    if problems:
+        raise LoadError(problems)
+    plan.evaluation = evaluate(
+        settings,
+        provider=provider,
+        options=EvalOptions(),
+        on_progress=on_progress,
+        library=library,
+    )
+    if plan.evaluation.provider_failures:
+        failed = plan.evaluation.provider_failures[0]
+        raise ConfigError(
+            f"release stopped: evaluating {failed.prompt} failed ({failed.failure}); the new "
+            "versions are written but no release record was appended; fix and re-run"
+        )
+    if plan.diff is not None:
+        plan.changelog = _section(
+            plan.version,
+            plan.previous,
+            plan.diff.changed(),
+            plan.prompt_versions,
+            _score_deltas(settings, plan.diff),
+        )
+    _write_changelog(root, plan.changelog)
+    plan.files.append("CHANGELOG.md")
+    ledger = Ledger(_ledger_path(settings))
+    ledger.append(
+        [
+            release_record(
+                library,
+                plan.version,
+                commit=_git.commit_of(root),
+                previous=plan.previous,
+                bump=plan.bump,
+            )
+        ]
+    )
+    plan.files.append("evals/ledger.jsonl")
+    if commit and _git.is_repository(root):
+        paths = ["prompts", "pyproject.toml", "CHANGELOG.md", "evals"]
+        _git.git(root, "add", "--", *[p for p in paths if (root / p).exists()])
+        _git.git(root, "commit", "-m", f"Release {plan.version}")
+        _git.git(root, "tag", "-a", f"v{plan.version}", "-m", f"Release {plan.version}")
+        plan.committed = _git.commit_of(root)
+        plan.tagged = f"v{plan.version}"
+    return plan
+
+
+def resolve_against(settings: Settings, ref: str | None) -> Snapshot:
+    """The snapshot to compare with: ``ref``, else the latest release."""
+    root = settings.require_root()
+    ledger = Ledger(_ledger_path(settings))
+    if ref is not None:
+        return resolve(root, ref, ledger)
+    latest = latest_release(ledger)
+    if latest is None:
+        raise ConfigError(
+            "no release in the ledger yet; run `promptlib release` first or name a git ref"
+        )
+    return latest

@@ -1,0 +1,237 @@
+"""Snapshots of a library: the working tree, a release recorded in the ledger, a git ref.
+
+A *release record* (ledger kind ``release``) holds everything needed to re-evaluate a
+release with no git history (CI clones are often shallow and tagless)::
+
+    {"kind": "release", "version": "2.0.0", "time": "...", "git_commit": "..." | null,
+     "previous": "1.0.0" | null, "bump": "major",
+     "partials": {"support_voice.j2": "..."},          # each partial's source, once
+     "prompts": [{"id": ..., "version": ..., "fingerprint": ...,
+                  "behaviour": {... "partials": ["support_voice.j2", ...] ...},
+                  "metadata": {"description": ..., "tags": ..., ...}}, ...]}
+
+Partials are stored once per release and referenced by name from each prompt's behaviour;
+``Snapshot.prompt()`` puts them back and checks that the rebuilt prompt has the recorded
+fingerprint.
+
+``resolve(root, ref)`` finds a snapshot for ``ref``: a release version (``v2.0.0`` or
+``2.0.0``) from the ledger first, else any git ref (branch, tag, commit), else a
+``NotFoundError`` listing the known releases.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import _git
+from .errors import GitError, LedgerError, LoadError, NotFoundError
+from .ledger import Ledger
+from .library import Library
+from .loader import scan
+from .prompt import Prompt
+from .versioning import Bump, Version, parse_version
+
+__all__ = [
+    "PromptState",
+    "Snapshot",
+    "latest_release",
+    "release_record",
+    "releases",
+    "resolve",
+    "worktree_snapshot",
+]
+
+
+@dataclass(frozen=True)
+class PromptState:
+    """A prompt as a snapshot holds it: identity, behaviour content and metadata."""
+
+    id: str
+    version: str
+    fingerprint: str
+    behaviour: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+
+
+@dataclass
+class Snapshot:
+    """The prompts of a library at one point: working tree, release or git ref."""
+
+    label: str
+    source: str  # "worktree", "release" or "git"
+    version: str | None
+    prompts: dict[str, PromptState]
+    commit: str | None = None
+    record: Mapping[str, Any] | None = None
+    _built: dict[str, Prompt] = field(default_factory=dict, repr=False)
+
+    def prompt(self, prompt_id: str) -> Prompt:
+        """The prompt, rebuilt from its behaviour content (cached)."""
+        built = self._built.get(prompt_id)
+        if built is None:
+            state = self.prompts[prompt_id]
+            built = Prompt.from_behaviour(state.id, state.version, state.behaviour, state.metadata)
+            if built.fingerprint != state.fingerprint:
+                raise LedgerError(
+                    f"{self.label}: prompt {prompt_id} rebuilds with fingerprint "
+                    f"{built.fingerprint}, not the recorded {state.fingerprint}; the record "
+                    "was written by an incompatible promptlib"
+                )
+            self._built[prompt_id] = built
+        return built
+
+
+def _state(prompt: Prompt) -> PromptState:
+    return PromptState(
+        prompt.id, str(prompt.version), prompt.fingerprint, prompt.behaviour(), prompt.metadata()
+    )
+
+
+def _read_package_version(pyproject: Path) -> str | None:
+    import re
+
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r'(?m)^version\s*=\s*"([^"]+)"', text)
+    return match.group(1) if match else None
+
+
+def worktree_snapshot(root: Path, library: Library) -> Snapshot:
+    """The project's current files."""
+    prompts = {pid: _state(p) for pid, p in library.items()}
+    snapshot = Snapshot(
+        "working tree",
+        "worktree",
+        _read_package_version(root / "pyproject.toml"),
+        prompts,
+        commit=_git.commit_of(root),
+    )
+    snapshot._built.update(library)
+    return snapshot
+
+
+def release_record(
+    library: Library,
+    version: str,
+    *,
+    commit: str | None,
+    previous: str | None,
+    bump: Bump | None,
+) -> dict[str, Any]:
+    """The ledger record of releasing ``library`` as ``version``."""
+    partials: dict[str, str] = {}
+    prompts = []
+    for prompt in library.values():
+        behaviour = prompt.behaviour()
+        partials.update(behaviour["partials"])
+        behaviour["partials"] = sorted(behaviour["partials"])
+        prompts.append(
+            {
+                "id": prompt.id,
+                "version": str(prompt.version),
+                "fingerprint": prompt.fingerprint,
+                "behaviour": behaviour,
+                "metadata": prompt.metadata(),
+            }
+        )
+    return {
+        "kind": "release",
+        "version": version,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "git_commit": commit,
+        "previous": previous,
+        "bump": str(bump) if bump is not None else None,
+        "partials": dict(sorted(partials.items())),
+        "prompts": prompts,
+    }
+
+
+def _snapshot_of_record(record: Mapping[str, Any]) -> Snapshot:
+    partials = record.get("partials", {})
+    prompts: dict[str, PromptState] = {}
+    for item in record.get("prompts", []):
+        behaviour = dict(item["behaviour"])
+        names = behaviour.get("partials", [])
+        behaviour["partials"] = {name: partials[name] for name in names}
+        prompts[item["id"]] = PromptState(
+            item["id"], item["version"], item["fingerprint"], behaviour, item.get("metadata", {})
+        )
+    version = str(record["version"])
+    return Snapshot(
+        f"v{version} (ledger release record)",
+        "release",
+        version,
+        prompts,
+        commit=record.get("git_commit"),
+        record=record,
+    )
+
+
+def releases(ledger: Ledger) -> list[Mapping[str, Any]]:
+    """The release records, oldest version first (one per version: the latest record)."""
+    by_version: dict[Version, Mapping[str, Any]] = {}
+    for record in ledger.read().of_kind("release"):
+        try:
+            by_version[parse_version(str(record["version"]))] = record
+        except ValueError:
+            continue
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def latest_release(ledger: Ledger) -> Snapshot | None:
+    """The highest released version, or None before the first release."""
+    records = releases(ledger)
+    return _snapshot_of_record(records[-1]) if records else None
+
+
+def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
+    raw = _git.git_bytes(root, "archive", "--format=tar", commit, "--", "prompts", "pyproject.toml")
+    with tempfile.TemporaryDirectory(prefix="promptlib-ref-") as folder:
+        target = Path(folder)
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+            archive.extractall(target, filter="data")
+        result = scan(target / "prompts")
+        if result.problems:
+            raise LoadError(result.problems)
+        version = _read_package_version(target / "pyproject.toml")
+        prompts = {pid: _state(p) for pid, p in result.prompts.items()}
+    return Snapshot(f"{ref} (git {commit[:12]})", "git", version, prompts, commit=commit)
+
+
+def resolve(root: Path, ref: str, ledger: Ledger) -> Snapshot:
+    """The snapshot ``ref`` names: a ledger release first, then a git ref."""
+    records = releases(ledger)
+    try:
+        wanted = parse_version(ref)
+    except ValueError:
+        wanted = None
+    if wanted is not None:
+        for record in records:
+            if parse_version(str(record["version"])) == wanted:
+                return _snapshot_of_record(record)
+    try:
+        commit = _git.commit_of(root, ref)
+    except GitError:
+        commit = None
+    if commit is not None:
+        return _git_snapshot(root, ref, commit)
+    known = [str(r["version"]) for r in records]
+    listed = ", ".join(f"v{v}" for v in known) if known else "none yet"
+    raise NotFoundError(
+        f"unknown release or git ref {ref!r}; releases in the ledger: {listed}",
+        known=known,
+    )
+
+
+def prompts_of(snapshot: Snapshot, ids: Sequence[str]) -> list[Prompt]:
+    """The snapshot's prompts with these ids, rebuilt."""
+    return [snapshot.prompt(pid) for pid in ids]

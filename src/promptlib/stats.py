@@ -1,0 +1,206 @@
+"""Paired statistics for comparing a candidate prompt with its released baseline.
+
+Both sides are scored on the same examples, so every comparison is *paired*: it works on
+the per-example differences ``d_i = candidate_i - baseline_i`` over the examples both
+sides scored.
+
+* **Interval**: a percentile paired bootstrap of the mean difference (resample the
+  examples with replacement, ``resamples`` times), 95% by default.
+* **Test**: for 0/1 metrics (accuracy, exact match, ...), the exact McNemar test, i.e.
+  the two-sided binomial test of the discordant pairs (``b`` = base right and candidate
+  wrong, ``c`` = the reverse) against p = 1/2. For other metrics (ROUGE), a paired
+  sign-flip permutation test of the mean difference (``resamples`` random sign vectors;
+  p = (1 + #{|mean*| >= |mean|}) / (1 + resamples)).
+* **Multiple comparisons**: Holm's step-down correction across every comparison of one
+  invocation (all changed prompts x metrics).
+* **Verdict**: with ``p_adj`` the Holm-adjusted p-value, ``improved`` / ``regressed`` when
+  ``p_adj < alpha`` (by the sign of the mean difference); otherwise ``no significant
+  change`` when the comparison had the power to see the minimum effect, else
+  ``inconclusive`` (too few shared examples, or too noisy). Power is judged by the
+  minimum detectable effect ``(z(1 - alpha/2) + z(power)) * s / sqrt(n)`` (at most
+  ``min_effect``), where ``s`` is the standard deviation of the differences, but never
+  less than ``sqrt(e * (1 - e))`` for ``e = min_effect``: an effect of size ``e`` on a 0/1
+  metric needs at least that much spread, so a handful of identical scores cannot pass
+  for evidence of no change (with the defaults, "no significant change" needs at least
+  385 shared examples when the two sides barely differ).
+
+Randomness comes from numpy's PCG64 seeded with ``SeedSequence([seed, hash(key)])``, where
+``key`` names the comparison, so results are identical across runs and machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+__all__ = [
+    "Comparison",
+    "compare_paired",
+    "holm",
+    "mcnemar_exact",
+    "minimum_detectable_effect",
+    "paired_bootstrap_ci",
+    "sign_flip_pvalue",
+    "verdict",
+]
+
+IMPROVED = "improved"
+REGRESSED = "regressed"
+NO_CHANGE = "no significant change"
+INCONCLUSIVE = "inconclusive"
+_CHUNK = 1_000
+
+
+def _rng(seed: int, key: str) -> Any:
+    import numpy as np
+
+    digest = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, digest])))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    # P(X <= k) for X ~ Binomial(n, 1/2), summed exactly with integers.
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, float(2 * tail / (1 << n)))
+
+
+def paired_bootstrap_ci(
+    diffs: Sequence[float], *, resamples: int, seed: int, key: str, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``diffs``."""
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=np.float64)
+    n = d.size
+    if n == 0:
+        return (math.nan, math.nan)
+    rng = _rng(seed, "bootstrap:" + key)
+    means = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, _CHUNK):
+        stop = min(start + _CHUNK, resamples)
+        picks = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)
+        means[start:stop] = d[picks].mean(axis=1)
+    tail = (1 - level) / 2
+    bounds = np.quantile(means, [tail, 1 - tail])
+    return float(bounds[0]), float(bounds[1])
+
+
+def sign_flip_pvalue(diffs: Sequence[float], *, resamples: int, seed: int, key: str) -> float:
+    """Two-sided paired permutation (sign-flip) p-value of the mean of ``diffs``."""
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=np.float64)
+    n = d.size
+    if n == 0 or not np.any(d):
+        return 1.0
+    observed = abs(d.mean())
+    rng = _rng(seed, "signflip:" + key)
+    extreme = 0
+    # Compare with a small tolerance so that sign patterns giving the same mean as the
+    # observed one (ties, common with repeated ROUGE values) count as extreme.
+    tolerance = 1e-12 * max(1.0, observed)
+    for start in range(0, resamples, _CHUNK):
+        stop = min(start + _CHUNK, resamples)
+        signs = rng.integers(0, 2, size=(stop - start, n), dtype=np.int8) * 2 - 1
+        means = np.abs(signs @ d) / n
+        extreme += int(np.count_nonzero(means >= observed - tolerance))
+    return (1 + extreme) / (1 + resamples)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def minimum_detectable_effect(
+    sd: float, n: int, *, alpha: float, power: float, min_effect: float
+) -> float:
+    """The smallest mean difference a two-sided test at ``alpha`` detects with ``power``.
+
+    ``sd`` is floored at ``sqrt(min_effect * (1 - min_effect))`` (see the module docstring).
+    """
+    if n < 2:
+        return math.inf
+    floor = math.sqrt(min_effect * (1 - min_effect))
+    z = NormalDist().inv_cdf
+    return (z(1 - alpha / 2) + z(power)) * max(sd, floor) / math.sqrt(n)
+
+
+def verdict(
+    mean_diff: float, p_adjusted: float, mde: float, *, alpha: float, min_effect: float
+) -> str:
+    """The verdict rule of the module docstring."""
+    if p_adjusted < alpha:
+        return IMPROVED if mean_diff > 0 else REGRESSED
+    return NO_CHANGE if mde <= min_effect else INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of one prompt, candidate vs baseline, before the Holm correction."""
+
+    n: int
+    baseline_mean: float
+    candidate_mean: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    mde: float
+    discordant: tuple[int, int] | None = None
+
+
+def compare_paired(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    binary: bool,
+    resamples: int,
+    seed: int,
+    key: str,
+    alpha: float,
+    power: float,
+    min_effect: float,
+) -> Comparison:
+    """Paired comparison of two score lists (same examples, same order)."""
+    if len(baseline) != len(candidate):
+        raise ValueError("paired comparison needs two lists of the same length")
+    n = len(baseline)
+    diffs = [c - b for b, c in zip(baseline, candidate, strict=True)]
+    if n == 0:
+        nan = math.nan
+        return Comparison(0, nan, nan, nan, nan, nan, 1.0, "none", math.inf)
+    base_mean = math.fsum(baseline) / n
+    cand_mean = math.fsum(candidate) / n
+    mean_diff = math.fsum(diffs) / n
+    sd = math.sqrt(math.fsum((d - mean_diff) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+    low, high = paired_bootstrap_ci(diffs, resamples=resamples, seed=seed, key=key)
+    discordant = None
+    if binary:
+        b = sum(1 for x, y in zip(baseline, candidate, strict=True) if x > 0.5 >= y)
+        c = sum(1 for x, y in zip(baseline, candidate, strict=True) if y > 0.5 >= x)
+        p_value = mcnemar_exact(b, c)
+        test = "exact McNemar"
+        discordant = (b, c)
+    else:
+        p_value = sign_flip_pvalue(diffs, resamples=resamples, seed=seed, key=key)
+        test = "paired sign-flip permutation"
+    mde = minimum_detectable_effect(sd, n, alpha=alpha, power=power, min_effect=min_effect)
+    return Comparison(n, base_mean, cand_mean, mean_diff, low, high, p_value, test, mde, discordant)
