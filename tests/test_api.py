@@ -41,6 +41,8 @@ LAYERS: dict[str, int] = {
     "releases": 6,
     "diff": 7,
     "evaluation": 7,
+    "manifest": 6,
+    "api": 7,
     "release": 8,
     "compare": 8,
     "__init__": 9,

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .api import load as load
     from .errors import ConfigError as ConfigError
     from .errors import DatasetError as DatasetError
     from .errors import DriftError as DriftError
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .errors import RenderError as RenderError
     from .errors import UnsafeTemplateError as UnsafeTemplateError
     from .library import Library as Library
-    from .library import load as load
     from .prompt import Message as Message
     from .prompt import Prompt as Prompt
 
@@ -63,7 +63,7 @@ _WHERE = {
     "RenderError": "errors",
     "UnsafeTemplateError": "errors",
     "Library": "library",
-    "load": "library",
+    "load": "api",
     "Message": "prompt",
     "Prompt": "prompt",
 }

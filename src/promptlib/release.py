@@ -398,10 +398,10 @@ def release(
 
 
 def resolve_against(settings: Settings, ref: str | None) -> Snapshot:
-    """The snapshot to compare with: ``ref``, else the latest release."""
+    """The snapshot to compare with: ``ref``, else (or for ``latest``) the latest release."""
     root = settings.require_root()
     ledger = Ledger(_ledger_path(settings))
-    if ref is not None:
+    if ref is not None and ref != "latest":
         return resolve(root, ref, ledger)
     latest = latest_release(ledger)
     if latest is None:

@@ -105,7 +105,7 @@ def eval_command(
         str | None,
         typer.Option(
             "--against",
-            help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, else a git ref) on "
+            help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, 'latest', else a git ref) on "
             "the same examples, with paired statistics; exit 1 on a significant regression. "
             "The Markdown report is also appended to $GITHUB_STEP_SUMMARY when it is set.",
         ),

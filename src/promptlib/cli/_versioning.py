@@ -286,3 +286,50 @@ def run_against(
         typer.echo(f"gate failed: {o.suite}/{o.prompt}", err=True)
     if report.failed:
         raise typer.Exit(EXIT_GATE)
+
+
+manifest_app = typer.Typer(
+    help="Pin prompts in a consuming project: prompt_manifest.yaml and its lock. These "
+    "commands check the installed promptlib package (what your code imports), not a "
+    "project's prompts/ folder.",
+    no_args_is_help=True,
+)
+app.add_typer(manifest_app, name="manifest")
+
+ManifestOption = Annotated[
+    Path,
+    typer.Option("--manifest", "-m", help="The manifest file.", dir_okay=False),
+]
+
+
+@manifest_app.command("lock")
+@handle_errors
+def manifest_lock(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> None:
+    """Resolve the manifest against the installed library and write prompt_manifest.lock."""
+    from ..manifest import lock_manifest, lock_path_for
+
+    lock = lock_manifest(manifest)
+    for prompt_id, entry in lock["prompts"].items():
+        typer.echo(f"{prompt_id} {entry['version']} {entry['fingerprint']}")
+    typer.echo(
+        f"locked {len(lock['prompts'])} prompt(s) of promptlib {lock['library']['version']} "
+        f"in {lock_path_for(manifest)}",
+        err=True,
+    )
+
+
+@manifest_app.command("check")
+@handle_errors
+def manifest_check(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> None:
+    """Fail (exit 1) on any drift between the manifest, its lock and the installed library."""
+    from ..manifest import check_manifest, installed_version
+
+    drifts = check_manifest(manifest)
+    for drift in drifts:
+        typer.echo(f"drift: {drift}")
+    if drifts:
+        typer.echo(f"manifest check failed: {len(drifts)} drift(s)", err=True)
+        raise typer.Exit(EXIT_GATE)
+    typer.echo(
+        f"manifest check passed: promptlib {installed_version()} matches {manifest}", err=True
+    )
