@@ -183,7 +183,7 @@ class _Builder:
             return node.value
 
 
-def read_yaml(text: str, path: str) -> Document:
+def read_yaml(text: str, path: str, what: str = "prompt file") -> Document:
     """Read one YAML document; every problem is in ``Document.problems``, nothing raises."""
     doc = Document()
     loader = _Loader(text)
@@ -198,7 +198,7 @@ def read_yaml(text: str, path: str) -> Document:
                         path,
                         line,
                         "",
-                        "a prompt file holds exactly one YAML document; remove the extra '---'",
+                        f"a {what} holds exactly one YAML document; remove the extra '---'",
                     )
                 )
                 return doc

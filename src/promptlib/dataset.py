@@ -66,7 +66,9 @@ def _dvc_md5(path: Path) -> str | None:
 
 def _rows_jsonl(text: str, shown: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines separates records with "\n" only: U+2028 and friends may appear in strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -83,12 +85,19 @@ def _rows_jsonl(text: str, shown: str) -> list[dict[str, Any]]:
 def _rows_csv(text: str, shown: str) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[dict[str, Any]] = []
-    for row in reader:
-        row = dict(row)
-        row["__line__"] = reader.line_num
-        rows.append(row)
-    if reader.fieldnames is None:
+    if reader.fieldnames is None:  # reading the header now keeps line_num in step below
         raise DatasetError(f"{shown}: empty CSV file (a header row with an 'id' column is needed)")
+    while True:
+        start = reader.line_num + 1  # the line the next row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DatasetError(f"{shown}:{reader.line_num}: invalid CSV: {exc}") from None
+        record: dict[str, Any] = dict(row)
+        record["__line__"] = start
+        rows.append(record)
     return rows
 
 
@@ -100,7 +109,8 @@ def _load(path: Path, relative: str, mtime_ns: int, size: int) -> Dataset:
     except OSError as exc:
         raise DatasetError(f"{shown}: cannot read the dataset: {exc.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        # "utf-8-sig" drops the byte-order mark that spreadsheet programs write.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DatasetError(f"{shown}:{line}: not UTF-8 text ({exc.reason})") from None

@@ -115,7 +115,7 @@ def read_manifest(path: Path) -> Manifest:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the manifest: {exc.strerror}") from None
-    doc = read_yaml(raw.decode("utf-8", "replace"), str(path))
+    doc = read_yaml(raw.decode("utf-8", "replace"), str(path), "manifest")
     if doc.problems:
         raise ConfigError("\n".join(str(p) for p in doc.problems))
     data = doc.data

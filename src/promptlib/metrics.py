@@ -11,7 +11,7 @@ references per row, e.g. SciTLDR's 2-4 TL;DRs). Built-in metrics:
 ``exact_match``
     1 if output and reference are equal after stripping and collapsing whitespace.
     Options: ``ignore_case`` (default false), ``json_field`` (compare one field of a JSON
-    output; JSON null equals a missing or null reference).
+    output; a JSON null or missing field equals an empty or null reference).
 ``accuracy``
     Label accuracy with this normalisation, applied to both sides: take the first
     non-empty line; strip whitespace and surrounding quotes, backticks, asterisks and
@@ -26,8 +26,10 @@ references per row, e.g. SciTLDR's 2-4 TL;DRs). Built-in metrics:
     1 if the output is JSON that validates against ``schema`` or, by default, the
     prompt's ``output.schema`` (jsonschema, the schema's own draft).
 ``python:module:function``
-    A custom metric: ``function(output, references, row)`` returns a number in [0, 1] or a
-    bool. Its source file's hash is part of the metric's identity.
+    A custom metric: ``function(output, references, row, **options)`` returns a number in
+    [0, 1] or a bool; the metric's other options are passed as keyword arguments
+    (``binary: true`` marks it 0/1 for the paired test). Its source file's hash is part of
+    the metric's identity, so editing it re-evaluates.
 
 Placeholder normalisation (``normalize: placeholders``): every ``{{ ... }}`` span, such as
 Bitext's ``{{Order Number}}``, is replaced by a space on both sides before scoring, so that
@@ -72,9 +74,14 @@ def normalize_label(text: str) -> str:
     return line.casefold()
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _parse_json(text: str) -> Any:
+    """Parse strict JSON (RFC 8259: no NaN or Infinity), ignoring a Markdown code fence."""
     match = _FENCE.match(text)
-    return json.loads(match.group(1) if match else text)
+    return json.loads(match.group(1) if match else text, parse_constant=_reject_constant)
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,11 @@ class _ExactMatch(Metric):
         self.ignore_case = bool(spec.options.get("ignore_case", False))
         self.field = spec.options.get("json_field")
 
-    def _norm(self, value: Any) -> Any:
+    def _norm(self, value: Any) -> str:
+        # A missing reference field reaches the metric as "" and a JSON null as None: both
+        # mean "no value", so they compare equal.
         if value is None:
-            return None
+            return ""
         text = " ".join(str(value).split())
         return text.casefold() if self.ignore_case else text
 
@@ -343,11 +352,22 @@ class _Python(Metric):
             function = getattr(module, attribute)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"metric {spec.kind!r}: cannot import it: {exc}") from None
+        except Exception as exc:  # any failure while importing user code is a config error
+            raise ConfigError(
+                f"metric {spec.kind!r}: cannot import it: {type(exc).__name__}: {exc}"
+            ) from None
         if not callable(function):
             raise ConfigError(f"metric {spec.kind!r}: {attribute} is not callable")
         self.function: Callable[..., Any] = function
         self.options = dict(spec.options)
         self.binary = bool(self.options.pop("binary", False))
+        try:
+            inspect.signature(function).bind("", [], {}, **self.options)
+        except TypeError as exc:
+            raise ConfigError(
+                f"metric {spec.kind!r}: its options {sorted(self.options)} do not fit "
+                f"{attribute}(output, references, row, ...): {exc}"
+            ) from None
 
     def implementation(self) -> dict[str, str]:
         try:
@@ -367,7 +387,7 @@ class _Python(Metric):
         row: Mapping[str, Any],
         schema: Mapping[str, Any] | None = None,
     ) -> float:
-        value = self.function(output, list(references), dict(row))
+        value = self.function(output, list(references), dict(row), **self.options)
         number = float(value)
         if not 0.0 <= number <= 1.0:
             raise ValueError(f"custom metric {self.spec.kind} returned {number}, outside [0, 1]")

@@ -61,16 +61,15 @@ class SuiteFile(BaseModel):
     label_map: dict[str, str] | None = None
     metrics: list[str | dict[str, Any]] = Field(min_length=1)
     gates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _limit_not_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("input should be a valid integer, not a boolean")
+        return value
     provider: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("metrics")
-    @classmethod
-    def _metric_entries(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-        for entry in value:
-            if isinstance(entry, dict) and not isinstance(entry.get("kind"), str):
-                raise ValueError("a metric given as a mapping needs a 'kind'")
-        return value
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,8 @@ class Suite:
         }
 
     def metric_config(self) -> list[dict[str, Any]]:
-        return [metric.config() for metric in self.metrics]
+        """Each metric's configuration and implementation versions (part of the run key)."""
+        return [{**m.config(), "implementation": m.implementation()} for m in self.metrics]
 
 
 def _metric_spec(entry: str | Mapping[str, Any]) -> MetricSpec:
@@ -174,7 +174,7 @@ def load_suite(path: Path, root: Path) -> Suite:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{shown}: cannot read the suite: {exc}") from None
-    doc = read_yaml(text, shown)
+    doc = read_yaml(text, shown, "suite file")
     if doc.problems:
         raise ConfigError("\n".join(str(p) for p in doc.problems))
     if not isinstance(doc.data, dict):
@@ -196,6 +196,11 @@ def load_suite(path: Path, root: Path) -> Suite:
     metrics: list[Metric] = []
     names: set[str] = set()
     for i, entry in enumerate(spec.metrics):
+        if isinstance(entry, dict) and not isinstance(entry.get("kind"), str):
+            raise ConfigError(
+                f"{shown}:{doc.line_of(('metrics', i))}: metrics[{i}]: a metric given as a "
+                "mapping needs a 'kind'"
+            )
         try:
             metric = build_metric(_metric_spec(entry))
         except ConfigError as exc:
@@ -231,7 +236,16 @@ def load_suites(root: Path) -> list[Suite]:
     if not folder.is_dir():
         return []
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    return [load_suite(path, root) for path in files]
+    suites = [load_suite(path, root) for path in files]
+    seen: dict[str, Path] = {}
+    for suite in suites:
+        if suite.name in seen:
+            raise ConfigError(
+                f"{suite.path.relative_to(root)}: suite name {suite.name!r} is also used by "
+                f"{seen[suite.name].relative_to(root)}; rename one of the files"
+            )
+        seen[suite.name] = suite.path
+    return suites
 
 
 def select_suites(suites: Sequence[Suite], names: Sequence[str]) -> list[Suite]:

@@ -28,6 +28,11 @@ class LedgerFormat(str, Enum):
     json = "json"
 
 
+class RecordKind(str, Enum):
+    run = "run"
+    release = "release"
+
+
 def _progress_bar() -> tuple[Any, Any]:
     """A rich progress bar on an interactive terminal; nothing otherwise."""
     if not sys.stderr.isatty():
@@ -105,8 +110,8 @@ def eval_command(
         str | None,
         typer.Option(
             "--against",
-            help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, 'latest', else a git ref) on "
-            "the same examples, with paired statistics; exit 1 on a significant regression. "
+            help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, or 'latest'; "
+            "else a git ref) on the same examples, with paired statistics; exit 1 on a significant regression. "
             "The Markdown report is also appended to $GITHUB_STEP_SUMMARY when it is set.",
         ),
     ] = None,
@@ -229,7 +234,7 @@ def ledger_show(
         str | None, typer.Option("--prompt", "-p", help="Only this prompt id.")
     ] = None,
     kind: Annotated[
-        str | None, typer.Option(help="Only records of this kind: run or release.")
+        RecordKind | None, typer.Option(help="Only records of this kind: run or release.")
     ] = None,
     output_format: Annotated[LedgerFormat, typer.Option("--format")] = LedgerFormat.table,
 ) -> None:
@@ -238,7 +243,7 @@ def ledger_show(
     view = _ledger(settings).read()
     records = list(view.records)
     if kind is not None:
-        records = [r for r in records if r.get("kind") == kind]
+        records = [r for r in records if r.get("kind") == kind.value]
     if prompt is not None:
         records = [
             r

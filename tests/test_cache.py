@@ -1,0 +1,302 @@
+"""promptlib.cache: the SQLite (WAL) response cache and its explicit request fingerprint."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptlib._canonical import sha256_of
+from promptlib.cache import CacheMode, ResponseCache
+from promptlib.errors import ConfigError
+from promptlib.model import OutputSpec
+from promptlib.prompt import Message
+from promptlib.providers.base import Request, Response, Usage
+
+PROVIDER = "sha256:" + "1" * 64
+SYSTEM = Message(
+    "system", "You are the intent classifier of a support assistant. Answer with one label."
+)
+LABELS = OutputSpec(format="label", labels=["cancel_order", "track_order"])
+
+BASE = Request(
+    messages=(SYSTEM, Message("user", "<request>\ncancel order 42\n</request>\n")),
+    params={"temperature": 0, "max_tokens": 16},
+    output=LABELS,
+    prompt_id="support.classify.intent",
+    example_id="bitext-0001",
+    repeat=0,
+)
+ANSWER = Response("cancel_order", Usage(120, 3), 0.00042, "gpt-4o-mini-2024-07-18")
+
+
+def request(user: str, **changes: Any) -> Request:
+    return replace(BASE, messages=(SYSTEM, Message("user", user)), **changes)
+
+
+@pytest.fixture
+def open_cache(tmp_path: Path) -> Iterator[Callable[..., ResponseCache]]:
+    opened: list[ResponseCache] = []
+
+    def make(mode: CacheMode = CacheMode.on, path: Path | None = None) -> ResponseCache:
+        cache = ResponseCache(path or tmp_path / ".promptlib" / "cache.sqlite", mode)
+        opened.append(cache)
+        return cache
+
+    yield make
+    for cache in opened:
+        cache.close()
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+# ---------------------------------------------------------------------------------- keys
+
+
+@pytest.mark.parametrize(
+    ("name", "provider", "changed"),
+    [
+        ("provider fingerprint", "sha256:" + "2" * 64, BASE),
+        (
+            "system message",
+            PROVIDER,
+            replace(BASE, messages=(Message("system", SYSTEM.content + " "), BASE.messages[1])),
+        ),
+        (
+            "user message",
+            PROVIDER,
+            replace(
+                BASE, messages=(SYSTEM, Message("user", "<request>\ncancel order 43\n</request>\n"))
+            ),
+        ),
+        (
+            "message role",
+            PROVIDER,
+            replace(BASE, messages=(Message("user", SYSTEM.content), BASE.messages[1])),
+        ),
+        ("message order", PROVIDER, replace(BASE, messages=tuple(reversed(BASE.messages)))),
+        (
+            "extra message",
+            PROVIDER,
+            replace(BASE, messages=(*BASE.messages, Message("assistant", "cancel_order"))),
+        ),
+        ("temperature", PROVIDER, replace(BASE, params={"temperature": 0.2, "max_tokens": 16})),
+        ("max_tokens", PROVIDER, replace(BASE, params={"temperature": 0, "max_tokens": 17})),
+        ("extra parameter", PROVIDER, replace(BASE, params={**BASE.params, "seed": 7})),
+        ("output format", PROVIDER, replace(BASE, output=OutputSpec(format="text"))),
+        (
+            "output labels",
+            PROVIDER,
+            replace(
+                BASE, output=OutputSpec(format="label", labels=["track_order", "cancel_order"])
+            ),
+        ),
+        ("repeat index", PROVIDER, replace(BASE, repeat=1)),
+    ],
+)
+def test_every_part_of_the_request_changes_the_key(
+    name: str, provider: str, changed: Request
+) -> None:
+    base_key, _ = ResponseCache.key(BASE, PROVIDER)
+    key, _ = ResponseCache.key(changed, provider)
+    assert key != base_key, name
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        replace(BASE, prompt_id="support.classify.intent_v2"),
+        replace(BASE, example_id="bitext-0999"),
+        replace(BASE, params={"max_tokens": 16, "temperature": 0}),
+    ],
+    ids=["prompt id", "example id", "parameter order"],
+)
+def test_the_key_depends_only_on_what_the_provider_sees(same: Request) -> None:
+    assert ResponseCache.key(same, PROVIDER)[0] == ResponseCache.key(BASE, PROVIDER)[0]
+
+
+def test_the_key_is_the_hash_of_the_recorded_material() -> None:
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    assert material == {
+        "provider": PROVIDER,
+        "messages": [m.to_dict() for m in BASE.messages],
+        "params": {"temperature": 0, "max_tokens": 16},
+        "output": {"format": "label", "labels": ["cancel_order", "track_order"]},
+        "repeat": 0,
+    }
+    assert key == sha256_of(material)
+    assert key.startswith("sha256:")
+    assert len(key) == len("sha256:") + 64
+
+
+# --------------------------------------------------------------------------------- modes
+
+
+def test_on_reads_and_writes(open_cache: Callable[..., ResponseCache]) -> None:
+    cache = open_cache(CacheMode.on)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    assert cache.get(key) is None
+    cache.put(key, material, ANSWER)
+    assert cache.get(key) == ANSWER
+    assert (cache.hits, cache.writes, len(cache)) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reads", "writes"),
+    [
+        (CacheMode.on, True, True),
+        (CacheMode.read_only, True, False),
+        (CacheMode.refresh, False, True),
+        (CacheMode.off, False, False),
+    ],
+)
+def test_modes_on_a_filled_cache(
+    open_cache: Callable[..., ResponseCache],
+    tmp_path: Path,
+    mode: CacheMode,
+    reads: bool,
+    writes: bool,
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    other_key, other_material = ResponseCache.key(replace(BASE, repeat=1), PROVIDER)
+    filler = open_cache(CacheMode.on, path)
+    filler.put(key, material, ANSWER)
+    filler.close()
+
+    cache = open_cache(mode, path)
+    assert cache.mode is mode
+    assert cache.get(key) == (ANSWER if reads else None)
+    newer = Response("track_order")
+    cache.put(key, material, newer)
+    cache.put(other_key, other_material, newer)
+    cache.close()
+
+    check = open_cache(CacheMode.on, path)
+    assert check.get(key) == (newer if writes else ANSWER)
+    assert check.get(other_key) == (newer if writes else None)
+
+
+def test_off_creates_no_file(open_cache: Callable[..., ResponseCache], tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "cache.sqlite"
+    cache = open_cache(CacheMode.off, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    cache.put(key, material, ANSWER)
+    assert cache.get(key) is None
+    assert cache.material(key) is None
+    assert len(cache) == 0
+    assert not path.parent.exists()
+
+
+def test_no_path_means_off() -> None:
+    cache = ResponseCache(None, CacheMode.on)
+    assert cache.mode is CacheMode.off
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    cache.put(key, material, ANSWER)
+    assert cache.get(key) is None
+
+
+@pytest.mark.parametrize("value", ["on", "off", "read-only", "refresh"])
+def test_modes_parse_from_their_cli_spelling(value: str) -> None:
+    assert CacheMode(value).value == value
+
+
+def test_an_unusable_path_is_a_config_error(tmp_path: Path) -> None:
+    folder = tmp_path / "is-a-folder"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=rf"^{folder}: cannot open the response cache: "):
+        ResponseCache(folder, CacheMode.on)
+
+
+# ------------------------------------------------------------------------------ storage
+
+
+def test_wal_mode_is_on(open_cache: Callable[..., ResponseCache], tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    open_cache(CacheMode.on, path)
+    assert rows(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_material_restores_the_full_request(open_cache: Callable[..., ResponseCache]) -> None:
+    cache = open_cache()
+    unusual = request("naïve — 日本語 \u2028 {{Order Number}}\n", params={"stop": ["\n\n"]})
+    key, material = ResponseCache.key(unusual, PROVIDER)
+    cache.put(key, material, ANSWER)
+    assert cache.material(key) == material
+    assert cache.material("sha256:" + "0" * 64) is None
+
+
+def test_responses_round_trip(open_cache: Callable[..., ResponseCache]) -> None:
+    cache = open_cache()
+    for index, response in enumerate(
+        [ANSWER, Response(""), Response("x", None, None, None), Response("y", Usage(0, 0), 0.0)]
+    ):
+        key, material = ResponseCache.key(replace(BASE, repeat=index), PROVIDER)
+        cache.put(key, material, response)
+        assert cache.get(key) == response
+
+
+def test_each_message_is_stored_once(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    keys = []
+    for number in range(50):
+        key, material = ResponseCache.key(
+            request(f"<request>\nrow {number}\n</request>\n"), PROVIDER
+        )
+        cache.put(key, material, Response(f"answer {number}"))
+        keys.append(key)
+    # The same 50 requests once more (a refresh) add nothing.
+    for number, key in enumerate(keys):
+        material = ResponseCache.key(request(f"<request>\nrow {number}\n</request>\n"), PROVIDER)[1]
+        cache.put(key, material, Response(f"answer {number}"))
+    assert rows(path, "SELECT COUNT(*) FROM responses") == [(50,)]
+    assert rows(path, "SELECT COUNT(*) FROM messages") == [(51,)]
+    system_rows = rows(
+        path, "SELECT COUNT(*) FROM messages WHERE message LIKE '%intent classifier%'"
+    )
+    assert system_rows == [(1,)]
+    assert (
+        cache.material(keys[17])
+        == ResponseCache.key(request("<request>\nrow 17\n</request>\n"), PROVIDER)[1]
+    )
+
+
+def test_messages_are_shared_across_cache_instances(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    first = open_cache(CacheMode.on, path)
+    first.put(*ResponseCache.key(request("a"), PROVIDER), ANSWER)
+    first.close()
+    second = open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(request("b"), PROVIDER)
+    second.put(key, material, ANSWER)
+    assert rows(path, "SELECT COUNT(*) FROM messages") == [(3,)]
+    assert second.material(key) == material
+
+
+def test_entries_are_durable_before_close(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    """An interrupted eval keeps every answer it received: each put is committed at once."""
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    cache.put(key, material, ANSWER)
+    # Another connection (another process resuming the eval) sees it while this one is open.
+    found = rows(path, f"SELECT key FROM responses WHERE key = '{key}'")
+    assert found == [(key,)]
+    reader = open_cache(CacheMode.read_only, path)
+    assert reader.get(key) == ANSWER
+    assert reader.material(key) == material
