@@ -20,11 +20,16 @@ import enum
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._canonical import canonical_json, sha256_hex, sha256_of
 from .errors import ConfigError
-from .providers.base import Request, Response
+
+if TYPE_CHECKING:
+    # Imported when a response is read (``get``): importing the provider contract pulls
+    # in the prompt model, pydantic and Jinja, which commands that only need ``CacheMode``
+    # (every ``promptlib`` invocation registers ``eval``'s options) should not pay for.
+    from .providers.base import Request, Response
 
 __all__ = ["CacheMode", "ResponseCache"]
 
@@ -84,6 +89,8 @@ class ResponseCache:
         if row is None:
             return None
         self.hits += 1
+        from .providers.base import Response
+
         return Response.from_dict(_loads(row[0]))
 
     def put(self, key: str, material: dict[str, Any], response: Response) -> None:

@@ -155,6 +155,8 @@ class AgainstReport:
                     f"{_p(c.p_adjusted)} | {mark} {c.verdict} |"
                 )
             lines.append("")
+        elif self.not_comparable:
+            lines += ["No changed prompt could be compared.", ""]
         else:
             lines += ["No prompt changed behaviour.", ""]
         for prompt_id, reason in sorted(self.not_comparable.items()):
@@ -292,7 +294,7 @@ def compare_against(
         cache.close()
     compare = settings.compare
     baseline_by = {(r.job.suite.name, r.job.prompt.id): r for r in baseline_results}
-    raw = []
+    pending = []
     for result in candidate_results:
         pid = result.job.prompt.id
         if pid not in changed_ids:
@@ -304,19 +306,24 @@ def compare_against(
             old_scores: Mapping[str, float] = base_result.record["scores"].get(metric.name, {})
             new_scores: Mapping[str, float] = result.record["scores"].get(metric.name, {})
             shared = sorted(set(old_scores) & set(new_scores))
-            key = f"{result.job.suite.name}/{pid}/{metric.name}"
-            stats = compare_paired(
-                [old_scores[i] for i in shared],
-                [new_scores[i] for i in shared],
-                binary=metric.binary,
-                resamples=compare.resamples,
-                seed=compare.seed,
-                key=key,
-                alpha=compare.alpha,
-                power=compare.power,
-                min_effect=compare.min_effect,
-            )
-            raw.append((result.job.suite.name, pid, metric.name, stats))
+            pending.append((result.job.suite.name, pid, metric, shared, old_scores, new_scores))
+    # A permutation p-value is at least 1 / (R + 1); with m comparisons Holm multiplies the
+    # smallest by m, so R must grow with m for a real regression to stay detectable.
+    resamples = max(compare.resamples, math.ceil(2 * len(pending) / compare.alpha))
+    raw = []
+    for suite_name, pid, metric, shared, old_scores, new_scores in pending:
+        stats = compare_paired(
+            [old_scores[i] for i in shared],
+            [new_scores[i] for i in shared],
+            binary=metric.binary,
+            resamples=resamples,
+            seed=compare.seed,
+            key=f"{suite_name}/{pid}/{metric.name}",
+            alpha=compare.alpha,
+            power=compare.power,
+            min_effect=compare.min_effect,
+        )
+        raw.append((suite_name, pid, metric.name, stats))
     adjusted = holm([s.p_value for *_, s in raw])
     comparisons = [
         MetricComparison(

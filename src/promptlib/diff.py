@@ -97,12 +97,29 @@ class LibraryDiff:
         }
 
 
+# Keywords whose value maps *names* to subschemas: the names are data, not annotations.
+_NAMED_SUBSCHEMAS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
 def _strip_annotations(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _strip_annotations(v) for k, v in schema.items() if k not in _ANNOTATIONS}
+    """``schema`` without annotation keywords, at schema positions only."""
     if isinstance(schema, list):
         return [_strip_annotations(v) for v in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _ANNOTATIONS:
+            continue
+        if key in _NAMED_SUBSCHEMAS and isinstance(value, dict):
+            out[key] = {name: _strip_annotations(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "required"):
+            out[key] = value  # values, not schemas
+        else:
+            out[key] = _strip_annotations(value)
+    return out
 
 
 def _inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:

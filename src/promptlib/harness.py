@@ -182,6 +182,11 @@ class _Runner:
         self.rng = random.Random(options.seed)
         self.limiter = _RateLimiter(provider.rate_limit)
         self.fingerprint = provider.fingerprint
+        # A cache in mode "off" neither reads nor writes: skip hashing each request for it.
+        self.caching = cache.mode.value != "off"
+        # ``asyncio.timeout`` (Python 3.11+) bounds an attempt inside the worker's own task;
+        # ``wait_for`` on 3.10 wraps each attempt in a new task, which costs CPU per request.
+        self.timeout_scope: Callable[[float], Any] | None = getattr(asyncio, "timeout", None)
 
     async def run(self) -> None:
         work: list[tuple[int, int]] = [
@@ -247,13 +252,16 @@ class _Runner:
     async def respond(self, request: Request, outcome: _Example) -> Response:
         if not self.provider.cacheable:
             return await self.call(request, outcome)
-        key, material = self.cache.key(request, self.fingerprint)
-        cached = self.cache.get(key)
-        if cached is not None:
-            outcome.cached += 1
-            return cached
-        response = await self.call(request, outcome)
-        self.cache.put(key, material, response)
+        if not self.caching:
+            response = await self.call(request, outcome)
+        else:
+            key, material = self.cache.key(request, self.fingerprint)
+            cached = self.cache.get(key)
+            if cached is not None:
+                outcome.cached += 1
+                return cached
+            response = await self.call(request, outcome)
+            self.cache.put(key, material, response)
         if response.usage is not None:
             outcome.prompt_tokens += response.usage.prompt_tokens
             outcome.completion_tokens += response.usage.completion_tokens
@@ -268,7 +276,7 @@ class _Runner:
             await self.limiter.wait()
             outcome.calls += 1
             try:
-                return await asyncio.wait_for(self.provider.complete(request), timeout)
+                return await self.attempt(request, timeout)
             except asyncio.TimeoutError:
                 error = ProviderError(f"timed out after {timeout:g} s", retryable=True)
             except ProviderError as exc:
@@ -281,6 +289,13 @@ class _Runner:
                 )
             await asyncio.sleep(policy.delay(attempt, error.retry_after, self.rng))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def attempt(self, request: Request, timeout: float) -> Response:
+        """One provider call, cancelled with ``asyncio.TimeoutError`` after ``timeout``."""
+        if self.timeout_scope is None:  # pragma: no cover - Python 3.10
+            return await asyncio.wait_for(self.provider.complete(request), timeout)
+        async with self.timeout_scope(timeout):
+            return await self.provider.complete(request)
 
 
 def _mean_stderr(values: Sequence[float]) -> tuple[float, float]:

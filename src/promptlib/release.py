@@ -93,8 +93,10 @@ def check(settings: Settings, against: str | None = None) -> CheckReport:
         return CheckReport([], None, None, validation=list(result.problems))
     library = Library(result.prompts, root=root / "prompts", partials=result.partials)
     ledger = Ledger(_ledger_path(settings))
-    base = resolve(root, against, ledger) if against else latest_release(ledger)
+    base = latest_release(ledger) if against in (None, "latest") else resolve(root, against, ledger)
     if base is None:
+        if against == "latest":
+            raise ConfigError("no release in the ledger yet; `promptlib release` makes the first")
         return CheckReport([], None, None)
     head = worktree_snapshot(root, library)
     diff = diff_snapshots(base, head)
@@ -117,7 +119,8 @@ def check(settings: Settings, against: str | None = None) -> CheckReport:
                 f"package version {declared_package} in pyproject.toml must be at least {needed} "
                 f"(a {diff.bump} release after {base.version})"
             )
-        problems.extend(_changelog_problems(root, head.version or "", base.version, diff))
+        pending = str(max(declared_package, needed))
+        problems.extend(_changelog_problems(root, pending, base.version, diff))
     return CheckReport(problems, diff, base)
 
 
@@ -187,7 +190,10 @@ def plan_release(
     required = diff.bump
     if required is Bump.NONE:
         raise ConfigError(f"nothing to release: no prompt changed since v{base.version}")
-    chosen = required if bump == "auto" else Bump.parse(bump)
+    try:
+        chosen = required if bump == "auto" else Bump.parse(bump)
+    except ValueError as exc:
+        raise ConfigError(f"--bump: {exc} (or auto)") from None
     if chosen < required:
         worst = next(c for c in diff.changed() if c.bump is required)
         raise ConfigError(

@@ -3,7 +3,8 @@
 A *release record* (ledger kind ``release``) holds everything needed to re-evaluate a
 release with no git history (CI clones are often shallow and tagless)::
 
-    {"kind": "release", "version": "2.0.0", "time": "...", "git_commit": "..." | null,
+    {"kind": "release", "version": "2.0.0", "time": "...",
+     "git_commit": "..." | null,      # the commit the release was computed from (HEAD then)
      "previous": "1.0.0" | null, "bump": "major",
      "partials": {"support_voice.j2": "..."},          # each partial's source, once
      "prompts": [{"id": ..., "version": ..., "fingerprint": ...,

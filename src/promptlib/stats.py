@@ -18,14 +18,21 @@ sides scored.
   change`` when the comparison had the power to see the minimum effect, else
   ``inconclusive`` (too few shared examples, or too noisy). Power is judged by the
   minimum detectable effect ``(z(1 - alpha/2) + z(power)) * s / sqrt(n)`` (at most
-  ``min_effect``), where ``s`` is the standard deviation of the differences, but never
-  less than ``sqrt(e * (1 - e))`` for ``e = min_effect``: an effect of size ``e`` on a 0/1
-  metric needs at least that much spread, so a handful of identical scores cannot pass
-  for evidence of no change (with the defaults, "no significant change" needs at least
-  385 shared examples when the two sides barely differ).
+  ``min_effect``), where ``s`` is the standard deviation of the differences. For 0/1
+  metrics ``s`` is never taken below ``sqrt(e * (1 - e))`` for ``e = min_effect``: an
+  effect of size ``e`` on a 0/1 metric needs at least that much spread, so a handful of
+  identical answers cannot pass for evidence of no change (with the defaults, "no
+  significant change" then needs at least 385 shared examples). For continuous metrics
+  the observed ``s`` is used, with at least ``MIN_CONTINUOUS_N`` (30) shared examples.
+  A significant change smaller than ``min_effect`` is still ``improved``/``regressed``:
+  the test says it is real; ``min_effect`` only decides what a non-significant result
+  is worth.
 
-Randomness comes from numpy's PCG64 seeded with ``SeedSequence([seed, hash(key)])``, where
-``key`` names the comparison, so results are identical across runs and machines.
+0/1 metrics averaged over ``--repeats`` give fractional per-example scores; those are
+compared with the sign-flip test, like continuous metrics.
+
+Randomness comes from numpy's PCG64 seeded with ``SeedSequence([seed, sha256(key)])``,
+where ``key`` names the comparison, so results are identical across runs and machines.
 """
 
 from __future__ import annotations
@@ -62,15 +69,30 @@ def _rng(seed: int, key: str) -> Any:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, digest])))
 
 
+_EXACT_LIMIT = 2_000
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs."""
     n = b + c
     if n == 0:
         return 1.0
     k = min(b, c)
-    # P(X <= k) for X ~ Binomial(n, 1/2), summed exactly with integers.
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, float(2 * tail / (1 << n)))
+    if n <= _EXACT_LIMIT:
+        # P(X <= k) for X ~ Binomial(n, 1/2), summed exactly with integers.
+        tail = sum(math.comb(n, i) for i in range(k + 1))
+        return min(1.0, float(2 * tail / (1 << n)))
+    # For large n the integers get slow: sum the same terms in floating point, from the
+    # largest (i = k) down, each term from the next by the ratio i / (n - i + 1).
+    log_term = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
+    term = math.exp(log_term)
+    total = 0.0
+    for i in range(k, -1, -1):
+        total += term
+        if term < total * 1e-17:
+            break
+        term *= i / (n - i + 1)
+    return min(1.0, 2 * total)
 
 
 def paired_bootstrap_ci(
@@ -128,18 +150,24 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+MIN_CONTINUOUS_N = 30
+
+
 def minimum_detectable_effect(
-    sd: float, n: int, *, alpha: float, power: float, min_effect: float
+    sd: float, n: int, *, alpha: float, power: float, min_effect: float, binary: bool = True
 ) -> float:
     """The smallest mean difference a two-sided test at ``alpha`` detects with ``power``.
 
-    ``sd`` is floored at ``sqrt(min_effect * (1 - min_effect))`` (see the module docstring).
+    For 0/1 metrics ``sd`` is floored at ``sqrt(min_effect * (1 - min_effect))``; for
+    continuous metrics fewer than ``MIN_CONTINUOUS_N`` examples detect nothing (see the
+    module docstring).
     """
-    if n < 2:
+    if n < 2 or (not binary and n < MIN_CONTINUOUS_N):
         return math.inf
-    floor = math.sqrt(min_effect * (1 - min_effect))
+    if binary:
+        sd = max(sd, math.sqrt(min_effect * (1 - min_effect)))
     z = NormalDist().inv_cdf
-    return (z(1 - alpha / 2) + z(power)) * max(sd, floor) / math.sqrt(n)
+    return (z(1 - alpha / 2) + z(power)) * sd / math.sqrt(n)
 
 
 def verdict(
@@ -193,14 +221,17 @@ def compare_paired(
     sd = math.sqrt(math.fsum((d - mean_diff) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
     low, high = paired_bootstrap_ci(diffs, resamples=resamples, seed=seed, key=key)
     discordant = None
+    binary = binary and all(v in (0.0, 1.0) for v in (*baseline, *candidate))
     if binary:
-        b = sum(1 for x, y in zip(baseline, candidate, strict=True) if x > 0.5 >= y)
-        c = sum(1 for x, y in zip(baseline, candidate, strict=True) if y > 0.5 >= x)
+        b = sum(1 for x, y in zip(baseline, candidate, strict=True) if x > y)
+        c = sum(1 for x, y in zip(baseline, candidate, strict=True) if y > x)
         p_value = mcnemar_exact(b, c)
         test = "exact McNemar"
         discordant = (b, c)
     else:
         p_value = sign_flip_pvalue(diffs, resamples=resamples, seed=seed, key=key)
         test = "paired sign-flip permutation"
-    mde = minimum_detectable_effect(sd, n, alpha=alpha, power=power, min_effect=min_effect)
+    mde = minimum_detectable_effect(
+        sd, n, alpha=alpha, power=power, min_effect=min_effect, binary=binary
+    )
     return Comparison(n, base_mean, cand_mean, mean_diff, low, high, p_value, test, mde, discordant)

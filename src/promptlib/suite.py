@@ -68,6 +68,7 @@ class SuiteFile(BaseModel):
         if isinstance(value, bool):
             raise ValueError("input should be a valid integer, not a boolean")
         return value
+
     provider: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -111,7 +111,8 @@ def eval_command(
         typer.Option(
             "--against",
             help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, or 'latest'; "
-            "else a git ref) on the same examples, with paired statistics; exit 1 on a significant regression. "
+            "else a git ref) on the same examples, with paired statistics; exit 1 on a "
+            "significant regression. "
             "The Markdown report is also appended to $GITHUB_STEP_SUMMARY when it is set.",
         ),
     ] = None,
