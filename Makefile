@@ -12,10 +12,11 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 
-# Wheels of the runtime dependencies, so that tests can install the built promptlib wheel
-# into fresh virtual environments without a network (pip install --no-index).
+# Wheels of the runtime dependencies (and pytest, for the downstream example), so that
+# tests can install the built promptlib wheel into fresh virtual environments without a
+# network (pip install --no-index).
 wheelhouse: install
-	$(BIN)/python -m pip wheel --quiet --wheel-dir .wheelhouse .
+	$(BIN)/python -m pip wheel --quiet --wheel-dir .wheelhouse . pytest
 	rm -f .wheelhouse/promptlib-*.whl
 
 lint: install

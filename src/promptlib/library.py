@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from .errors import LoadError, NotFoundError, Problem
 from .loader import scan
@@ -79,6 +80,13 @@ class Library(Mapping[str, Prompt]):
             raise NotFoundError(
                 f"no prompt {prompt_id!r} in the library{hint}", known=list(self._prompts)
             ) from None
+
+    def __contains__(self, prompt_id: object) -> bool:
+        return prompt_id in self._prompts
+
+    def get(self, prompt_id: str, default: Any = None) -> Any:
+        """The prompt, or ``default`` (``Mapping.get`` would only catch ``KeyError``)."""
+        return self._prompts.get(prompt_id, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._prompts)

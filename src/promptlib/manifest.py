@@ -53,12 +53,32 @@ __all__ = [
 LOCK_FORMAT = 1
 
 
+@dataclass(frozen=True)
+class _Exact:
+    """An exact version range (``2.1.0``, ``=2.1.0``, ``v2.1.0``), pre-releases included."""
+
+    version: Any
+
+    def __contains__(self, version: Any) -> bool:
+        return bool(version == self.version)
+
+
 def version_range(text: str) -> Any:
     """Parse an npm-style version range (commas allowed between comparators)."""
     import semantic_version
 
     normalised = " ".join(text.replace(",", " ").split())
+    bare = normalised.lstrip("=v").strip()
+    if normalised and " " not in normalised:
+        try:
+            # npm reads a lone version as "exactly this version"; semantic_version's NpmSpec
+            # lets 2.1.0 satisfy "2.1.0-rc.1", so exact versions are compared here.
+            return _Exact(semantic_version.Version(bare))
+        except ValueError:
+            pass
     try:
+        if not normalised:
+            raise ValueError("empty")
         return semantic_version.NpmSpec(normalised)
     except ValueError:
         raise ConfigError(

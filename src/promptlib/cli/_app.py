@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -76,6 +76,15 @@ def _root(
     ] = False,
 ) -> None:
     state.project = project
+
+
+def console() -> Any:
+    """A rich console for stdout: the terminal's width, or wide lines when piped."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,7 @@ from ..errors import ConfigError, InputError
 from ..library import Library, load, prompts_dir_for
 from ..prompt import Prompt
 from ..settings import Settings
-from ._app import EXIT_GATE, app, fail, handle_errors, state
+from ._app import EXIT_GATE, app, console, fail, handle_errors, state
 
 
 class ListFormat(str, Enum):
@@ -128,7 +127,6 @@ def list_prompts(
             ]
         )
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -136,7 +134,7 @@ def list_prompts(
         table.add_column(column, overflow="fold" if column == "description" else "ellipsis")
     for p in library.values():
         table.add_row(p.id, str(p.version), p.output.format, ",".join(p.tags), p.description)
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    console().print(table)
     typer.echo(f"{len(library)} prompts", err=True)
 
 

@@ -13,7 +13,7 @@ import typer
 from ..cache import CacheMode
 from ..errors import ConfigError
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, handle_errors, state
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, state
 
 
 class EvalFormat(str, Enum):
@@ -57,10 +57,9 @@ def _progress_bar() -> tuple[Any, Any]:
 
 
 def print_eval_table(report: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(soft_wrap=not sys.stdout.isatty())
+    out = console()
     by_suite: dict[str, list[Any]] = {}
     for outcome in report.outcomes:
         by_suite.setdefault(outcome.suite, []).append(outcome)
@@ -88,8 +87,8 @@ def print_eval_table(report: Any) -> None:
             if o.status == "failed":
                 status = f"[red]failed: {o.failure}[/red]"
             table.add_row(o.prompt, o.version, *cells, str(n), str(o.errors), status)
-        console.print(table)
-        console.print()
+        out.print(table)
+        out.print()
 
 
 @app.command("eval")
@@ -257,7 +256,6 @@ def ledger_show(
     if output_format is LedgerFormat.json:
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
@@ -285,7 +283,7 @@ def ledger_show(
                 "",
                 f"{len(r.get('prompts', []))} prompts",
             )
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    console().print(table)
     typer.echo(f"{len(records)} records", err=True)
 
 

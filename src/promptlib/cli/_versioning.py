@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, handle_errors, state
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, state
 
 
 class DiffFormat(str, Enum):
@@ -178,12 +177,11 @@ def release(
 
 
 def _print_against_table(report: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    out = console()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
-    console.print(f"against {report.base_label}: {counts}")
+    out.print(f"against {report.base_label}: {counts}")
     if report.comparisons:
         table = Table(box=None, header_style="bold")
         for column in (
@@ -218,12 +216,12 @@ def _print_against_table(report: Any) -> None:
                 f"{c.p_adjusted:.3g}",
                 text,
             )
-        console.print(table)
+        out.print(table)
     for prompt_id, reason in sorted(report.not_comparable.items()):
-        console.print(f"{prompt_id}: not comparable ({reason})")
+        out.print(f"{prompt_id}: not comparable ({reason})")
     for prompt_id, status in sorted(report.statuses.items()):
         if status in ("added", "removed"):
-            console.print(f"{prompt_id}: {status}")
+            out.print(f"{prompt_id}: {status}")
 
 
 def run_against(

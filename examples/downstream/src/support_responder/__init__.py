@@ -1,0 +1,5 @@
+"""A support responder built on pinned promptlib prompts."""
+
+from .responder import Reply, Responder
+
+__all__ = ["Reply", "Responder"]
