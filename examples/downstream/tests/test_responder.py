@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -9,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import promptlib
 from support_responder import Responder
 from support_responder.responder import MANIFEST, ROUTER
+
+import promptlib
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def test_a_message_the_router_has_as_an_example_routes_to_its_label() -> None:
     messages = responder.router.messages or ()
     pairs = [
         (user.content.split("\n")[1], answer.content.strip())
-        for user, answer in zip(messages, messages[1:])
+        for user, answer in itertools.pairwise(messages)
         if user.role == "user" and answer.role == "assistant"
     ]
     assert len(pairs) >= 27
