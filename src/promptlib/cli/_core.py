@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ConfigError, InputError
-from ..library import Library, load, prompts_dir_for
-from ..prompt import Prompt
 from ..settings import Settings
 from ._app import EXIT_GATE, app, console, fail, handle_errors, state
+
+if TYPE_CHECKING:  # the library stack is imported when a command runs, not for --help
+    from ..library import Library
+    from ..prompt import Prompt
 
 
 class ListFormat(str, Enum):
@@ -31,6 +33,8 @@ def settings() -> Settings:
 
 
 def current_library() -> Library:
+    from ..library import load, prompts_dir_for
+
     return load(prompts_dir_for(settings()))
 
 
@@ -64,6 +68,7 @@ def validate(
 
     Every problem is reported with file, line and key. Exit 1 if there is any error.
     """
+    from ..library import prompts_dir_for
     from ..loader import ValidationCache, scan_paths
 
     resolved = settings()

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cache import CacheMode
 from ..errors import ConfigError
 from ..settings import Settings
 from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, state
@@ -21,6 +20,15 @@ class EvalFormat(str, Enum):
     json = "json"
     markdown = "markdown"
     junit = "junit"
+
+
+class CacheOption(str, Enum):
+    """The response cache modes (``promptlib.cache.CacheMode``), without importing it."""
+
+    on = "on"
+    off = "off"
+    read_only = "read-only"
+    refresh = "refresh"
 
 
 class LedgerFormat(str, Enum):
@@ -122,8 +130,8 @@ def eval_command(
         int, typer.Option(min=1, help="Run each example K times; records per-example variance.")
     ] = 1,
     cache: Annotated[
-        CacheMode, typer.Option(help="Response cache: on, off, read-only or refresh.")
-    ] = CacheMode.on,
+        CacheOption, typer.Option(help="Response cache: on, off, read-only or refresh.")
+    ] = CacheOption.on,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Re-run even when the ledger has this run.")
     ] = False,
@@ -144,9 +152,11 @@ def eval_command(
     are reused. Exit 1 when a gate fails, 3 when the provider failed beyond the error
     budget.
     """
+    from ..cache import CacheMode
     from ..evaluation import evaluate, report_path_text, write_output
     from ..harness import EvalOptions
 
+    cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
     options = EvalOptions(
         concurrency=concurrency, repeats=repeats, fresh=fresh, error_budget=error_budget
@@ -159,7 +169,7 @@ def eval_command(
             suite or [],
             prompt or [],
             provider,
-            cache,
+            cache_mode,
             options,
             output_format.value,
             output,
@@ -174,7 +184,7 @@ def eval_command(
             suites=suite or [],
             prompts=prompt or [],
             provider=provider,
-            cache_mode=cache,
+            cache_mode=cache_mode,
             options=options,
             on_progress=update,
         )
@@ -213,7 +223,9 @@ def eval_command(
 
 
 ledger_app = typer.Typer(
-    help="Read and check the JSON ledger (evals/ledger.jsonl).", no_args_is_help=True
+    help="Read and check the JSON ledger (evals/ledger.jsonl).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(ledger_app, name="ledger")
 

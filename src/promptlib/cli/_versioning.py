@@ -291,6 +291,7 @@ manifest_app = typer.Typer(
     "commands check the installed promptlib package (what your code imports), not a "
     "project's prompts/ folder.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(manifest_app, name="manifest")
 
