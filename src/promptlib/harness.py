@@ -184,8 +184,10 @@ class _Runner:
         self.fingerprint = provider.fingerprint
         # A cache in mode "off" neither reads nor writes: skip hashing each request for it.
         self.caching = cache.mode.value != "off"
-        # ``asyncio.timeout`` (Python 3.11+) bounds an attempt inside the worker's own task;
-        # ``wait_for`` on 3.10 wraps each attempt in a new task, which costs CPU per request.
+        # ``asyncio.timeout`` (Python 3.11+) bounds an attempt inside the worker's own task,
+        # where ``wait_for`` runs each attempt in a new task: a few microseconds per request
+        # that add up with fast providers (retrieval answers 37,000 examples in seconds).
+        # Python 3.10 has only ``wait_for``.
         self.timeout_scope: Callable[[float], Any] | None = getattr(asyncio, "timeout", None)
 
     async def run(self) -> None:

@@ -15,13 +15,11 @@ validation and render.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -400,31 +398,6 @@ def scan(
     a previous scan are not checked again: their problems come from the cache, and they are
     counted in ``ids`` but not loaded into ``prompts``. Only ``validate`` uses a cache.
     """
-    with _cyclic_gc_paused():
-        return _scan(root, files, cache)
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a library loads, then restore it.
-
-    Loading builds a large graph of objects that all stay alive (template trees, compiled
-    templates, models) and makes almost no cyclic garbage; reference counting frees the
-    rest at once. The collector cannot know that, and each of its full passes walks every
-    object built so far: a quarter to a third of a cold scan of 5,000 files, for about a
-    thousand objects of cyclic garbage and no difference in peak memory (see
-    bench/bench_validate.py). The collector is only re-enabled if it was enabled before.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _scan(root: Path, files: Sequence[Path] | None, cache: ValidationCache | None) -> ScanResult:
     root = root.resolve()
     result = ScanResult(root=root)
     partials, problems = read_partials(root)

@@ -36,17 +36,21 @@ Caller values are data: they are passed to templates as variables and are never 
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.idtracking import VAR_LOAD_RESOLVE
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -85,18 +89,33 @@ class TemplateProblem(Exception):
 
 @dataclass(frozen=True)
 class ParsedTemplate:
-    """A parsed, checked template: its source, AST, the variables it reads, its partials."""
+    """A parsed, checked template: its source, AST, the variables it reads, its partials.
+
+    ``text`` is set when the template is plain text (no tag or expression outside
+    ``{% raw %}``): what it renders to. ``code`` is the Python source Jinja generated for
+    ``tree`` while its variables were found, so compiling does not generate it again. Both
+    are derived from ``tree`` and only save work; without them (a template built by hand)
+    ``Renderer.compile`` generates the code itself.
+    """
 
     source: str
     tree: nodes.Template
     variables: frozenset[str]
     partials: frozenset[str]
+    text: str | None = field(default=None, compare=False, repr=False)
+    code: str | None = field(default=None, compare=False, repr=False)
 
 
 _state = threading.local()
+# The nodes ``Renderer._analyse`` looks at: stores, extends and references to partials.
+_ANALYSED = (nodes.Name, nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
 _WIDTH_IN_SPEC = re.compile(r"(\d+)")
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
 _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# Shared by the many plain-text templates of a library (fewer objects to keep and collect).
+_NOTHING: frozenset[str] = frozenset()
+# Line breaks as Jinja's lexer recognises them (``jinja2.lexer.newline_re``).
+_NEWLINES = re.compile(r"(\r\n|\r|\n)")
 
 
 def _count_output(value: Any) -> str:
@@ -194,6 +213,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         )
         self.filters["_promptlib_out"] = _count_output
         self._wrap_filters()
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as a plain dict: the environment's, then ``d``'s.
+
+        Jinja returns a ``ChainMap`` over the environment's globals so that later changes to
+        them show through; this environment's globals are final once ``__init__`` returns,
+        so a copy holds the same names and values. Every render copies its template's
+        globals into a new context, which is about ten times faster from a dict.
+        """
+        return {**self.globals, **(d or {})}
 
     # -- size checks on the operations that can build large values -------------------
 
@@ -345,9 +374,50 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"template source of {len(source):,} characters is over the limit of "
                 f"{self.limits.max_source_chars:,}"
             )
-        tree = _Bounded().visit(super()._parse(source, name, filename))
-        tree.set_environment(self)
+        if self._is_plain_text(source):
+            return self._text_tree(source)
+        tree = super()._parse(source, name, filename)
+        if _static_text(tree) is not None:
+            return tree  # plain text: no loop, expression or ``~`` to bound
+        bounded = _Bounded()
+        tree = bounded.visit(tree)
+        # Jinja's parser gave every node of the tree this environment; the guards added
+        # around them are the only nodes without one.
+        for node in bounded.added:
+            node.environment = self
         return tree  # type: ignore[no-any-return]
+
+    def _is_plain_text(self, source: str) -> bool:
+        """True when Jinja's lexer would read ``source`` as one piece of text: no tag,
+        expression or comment can start in it and no extension may rewrite it."""
+        if self.extensions or self.line_statement_prefix or self.line_comment_prefix:
+            return False
+        return not any(
+            start in source
+            for start in (
+                self.block_start_string,
+                self.variable_start_string,
+                self.comment_start_string,
+            )
+        )
+
+    def _text_tree(self, source: str) -> nodes.Template:
+        """The tree Jinja's parser builds for plain text, built without lexing it.
+
+        The lexer makes every line break ``\\n`` (dropping a final one unless
+        ``keep_trailing_newline``), then turns template data's line breaks into
+        ``newline_sequence``; the parser puts non-empty data in one ``Output`` on line 1.
+        """
+        lines = _NEWLINES.split(source)[::2]
+        if not self.keep_trailing_newline and lines[-1] == "":
+            del lines[-1]
+        text = self.newline_sequence.join(lines)
+        body: list[nodes.Node] = []
+        if text:
+            body.append(nodes.Output([nodes.TemplateData(text, lineno=1)], lineno=1))
+        tree = nodes.Template(body, lineno=1)
+        tree.set_environment(self)
+        return tree
 
 
 class _Bounded(NodeTransformer):
@@ -361,6 +431,13 @@ class _Bounded(NodeTransformer):
 
     def __init__(self) -> None:
         self.repeating = 0
+        self.added: list[nodes.Node] = []
+
+    def _guard(self, node: nodes.Node, name: str, lineno: int | None = None) -> nodes.Filter:
+        line = node.lineno if lineno is None else lineno
+        guard = nodes.Filter(node, name, [], [], None, None, lineno=line)
+        self.added.append(guard)
+        return guard
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node.iter = self.visit(node.iter)
@@ -370,9 +447,7 @@ class _Bounded(NodeTransformer):
         self.repeating -= 1
         if node.test is not None:
             node.test = self.visit(node.test)
-        node.iter = nodes.Filter(
-            node.iter, "_promptlib_guard", [], [], None, None, lineno=node.lineno
-        )
+        node.iter = self._guard(node.iter, "_promptlib_guard", node.lineno)
         return node
 
     def visit_Macro(self, node: nodes.Macro) -> nodes.Node:
@@ -387,14 +462,86 @@ class _Bounded(NodeTransformer):
             node.nodes = [
                 child
                 if isinstance(child, nodes.TemplateData)
-                else nodes.Filter(child, "_promptlib_out", [], [], None, None, lineno=child.lineno)
+                else self._guard(child, "_promptlib_out")
                 for child in node.nodes
             ]
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return nodes.Filter(node, "_promptlib_sized", [], [], None, None, lineno=node.lineno)
+        return self._guard(node, "_promptlib_sized")
+
+
+class _Generator(CodeGenerator):
+    """Jinja's code generator that also records the names the template looks up in its
+    context: the set ``jinja2.meta.find_undeclared_variables`` reports, which it computes
+    by running this same generator with its output thrown away. Keeping the output lets
+    one pass both analyse a template and produce the code that ``compile`` needs.
+    """
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        self.output = io.StringIO()
+        # The arguments ``Environment.compile`` passes for a template without a name.
+        super().__init__(environment, None, None, self.output, False, environment.optimized)
+        self.undeclared: set[str] = set()
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for action, name in frame.symbols.loads.values():
+            if action == VAR_LOAD_RESOLVE and name not in self.environment.globals:
+                self.undeclared.add(name)
+
+
+def _static_text(tree: nodes.Template) -> str | None:
+    """The text a template renders to when it is only text (no tag or expression outside
+    ``{% raw %}``; comments are gone by now), else None."""
+    pieces: list[str] = []
+    for node in tree.body:
+        if type(node) is not nodes.Output:
+            return None
+        for child in node.nodes:
+            if type(child) is not nodes.TemplateData:
+                return None
+            pieces.append(child.data)
+    return "".join(pieces)
+
+
+class _StaticTemplate(jinja2.Template):
+    """A compiled template that is only text: rendering it yields ``text``.
+
+    Jinja would compile such a template into a function that yields the same text (with
+    autoescape off and no ``finalize``, template data is output as it is); building the
+    function directly skips generating and compiling Python code for it, which is most of
+    the cost of loading a few-shot prompt, whose example turns are plain text.
+    """
+
+    text: str
+
+    @classmethod
+    def create(
+        cls, environment: jinja2.Environment, globals: MutableMapping[str, Any], text: str
+    ) -> _StaticTemplate:
+        """``globals`` may be shared by many static templates: they never read it.
+
+        A library keeps every compiled template alive, so each object saved per plain-text
+        message is one the garbage collector does not walk again and again.
+        """
+        namespace: dict[str, Any] = {
+            "name": None,
+            "__file__": "<template>",
+            "blocks": {},
+            "root": functools.partial(_yield_text, text),
+            "debug_info": "",
+        }
+        template = cast("_StaticTemplate", cls.from_module_dict(environment, namespace, globals))
+        template.text = text
+        return template
+
+
+def _yield_text(text: str, context: Any) -> Iterator[str]:
+    """The render function of a static template (``context`` is not needed)."""
+    if text:
+        yield text
 
 
 def _check_replace(value: str, old: Any, new: Any, *, limit: int) -> None:
@@ -416,6 +563,7 @@ class Renderer:
         self.limits = limits
         self._env = _Sandbox(self.partials, limits)
         self._partial_info: dict[str, ParsedTemplate] = {}
+        self._static_globals = self._env.make_globals(None)
 
     def parse(self, source: str) -> ParsedTemplate:
         """Parse and check a template; raise ``TemplateProblem`` for the first problem.
@@ -424,8 +572,23 @@ class Renderer:
         transitively; ``partials`` is the transitive set of partial names.
         """
         tree = self._parse_tree(source[:-1] if source.endswith("\n") else source)
-        variables, partials = self._analyse(tree, stack=())
-        return ParsedTemplate(source, tree, frozenset(variables), frozenset(partials))
+        text = _static_text(tree)
+        if text is not None:
+            # Plain text reads no variable and includes nothing: there is nothing to analyse.
+            return ParsedTemplate(source, tree, _NOTHING, _NOTHING, text=text)
+        generator = _Generator(self._env)
+        try:
+            variables, partials = self._analyse(tree, stack=(), generator=generator)
+        except jinja2.TemplateError as exc:  # e.g. a block defined twice
+            lineno = getattr(exc, "lineno", 0) or 0
+            raise TemplateProblem(f"template error: {exc.message or exc}", lineno) from None
+        return ParsedTemplate(
+            source,
+            tree,
+            frozenset(variables),
+            frozenset(partials),
+            code=generator.output.getvalue(),
+        )
 
     def _parse_tree(self, source: str) -> nodes.Template:
         try:
@@ -435,17 +598,45 @@ class Renderer:
         except UnsafeTemplateError as exc:
             raise TemplateProblem(str(exc)) from None
 
-    def _analyse(self, tree: nodes.Template, stack: tuple[str, ...]) -> tuple[set[str], set[str]]:
-        extends = tree.find(nodes.Extends)
+    def _analyse(
+        self,
+        tree: nodes.Template,
+        stack: tuple[str, ...],
+        generator: _Generator | None = None,
+    ) -> tuple[set[str], set[str]]:
+        """The variables and partials of ``tree``; with a ``generator``, which finds the
+        variables by generating the template's code, that code is kept in it."""
+        # One walk collects what the checks below need, in document order.
+        extends: nodes.Extends | None = None
+        assigned: set[str] = set()
+        references: list[nodes.Node] = []
+        for node in tree.find_all(_ANALYSED):
+            if isinstance(node, nodes.Name):
+                if node.ctx == "store":
+                    assigned.add(node.name)
+            elif isinstance(node, nodes.Extends):
+                if extends is None:
+                    extends = node
+            else:
+                references.append(node)
         if extends is not None:
             raise TemplateProblem(
                 "{% extends %} is not supported; use {% include %} with a partial",
                 extends.lineno,
             )
-        variables = set(meta.find_undeclared_variables(tree)) - self.GLOBALS
-        assigned = {target.name for target in tree.find_all(nodes.Name) if target.ctx == "store"}
+        if generator is None:
+            variables = set(meta.find_undeclared_variables(tree)) - self.GLOBALS
+        else:
+            try:
+                generator.visit(tree)
+            except jinja2.TemplateSyntaxError:
+                # Raise exactly what ``find_undeclared_variables`` raises (its generator
+                # names the template "<introspection>" in the message).
+                meta.find_undeclared_variables(tree)
+                raise
+            variables = generator.undeclared - self.GLOBALS
         partials: set[str] = set()
-        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport)):
+        for node in references:
             name_node = getattr(node, "template", None)
             if not isinstance(name_node, nodes.Const) or not isinstance(name_node.value, str):
                 raise TemplateProblem(
@@ -475,7 +666,13 @@ class Renderer:
         if info is None:
             try:
                 tree = self._parse_tree(self.partials[name])
-                variables, partials = self._analyse(tree, (*stack, name))
+                try:
+                    variables, partials = self._analyse(tree, (*stack, name))
+                except jinja2.TemplateError as error:
+                    lineno = getattr(error, "lineno", 0) or 0
+                    raise TemplateProblem(
+                        f"template error: {error.message or error}", lineno
+                    ) from None
             except TemplateProblem as exc:
                 raise TemplateProblem(
                     f"in partial {name!r}"
@@ -490,14 +687,25 @@ class Renderer:
 
     def compile(self, parsed: ParsedTemplate) -> jinja2.Template:
         """Compile a parsed template into something ``render`` can run."""
-        code = self._env.compile(parsed.tree)
-        return self._env.template_class.from_code(
-            self._env, code, self._env.make_globals(None), None
-        )
+        env = self._env
+        if parsed.text is not None:
+            return _StaticTemplate.create(env, self._static_globals, parsed.text)
+        if parsed.code is not None:
+            code = env._compile(parsed.code, "<template>")
+        else:
+            code = env.compile(parsed.tree)
+        return env.template_class.from_code(env, code, env.make_globals(None), None)
 
     def render(self, template: jinja2.Template, variables: Mapping[str, Any]) -> str:
         """Render within the limits; raise ``RenderError``/``UnsafeTemplateError``."""
         limits = self.limits
+        if isinstance(template, _StaticTemplate):
+            # Plain text: no code runs, so only the output limit applies.
+            if len(template.text) > limits.max_output_chars:
+                raise UnsafeTemplateError(
+                    f"rendered output is over the limit of {limits.max_output_chars:,} characters"
+                )
+            return template.text
         previous = getattr(_state, "deadline", None)
         _state.deadline = time.monotonic() + limits.max_seconds
         _state.max_seconds = limits.max_seconds
