@@ -190,8 +190,58 @@ def test_beyond_the_error_budget_exits_3_and_records_nothing(tmp_path: Path) -> 
         project = make_project(tmp_path, server.base_url, rows=10)
         code, _, err = run(project)
     assert code == 3
-    assert "4 of 10 examples failed (budget 10%)" in err
+    # Past its budget a job skips its remaining examples; the reason shown is a real one.
+    assert "of 10 examples failed (budget 10%); first: provider 'local'" in err
+    assert "HTTP 500" in err
     assert runs(project) == []
+
+
+def test_a_provider_that_is_down_fails_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_API_KEY", SENTINEL)
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project = make_project(tmp_path, f"http://127.0.0.1:{port}/v1", rows=400, concurrency=4)
+    code, _, err = run(project)
+    assert code == 3
+    assert "400 of 400 examples failed" in err
+    assert "connection failed" in err
+
+
+@pytest.mark.usefixtures("env")
+def test_failures_in_a_row_stop_the_calls(tmp_path: Path) -> None:
+    rows = 400
+    script = {f"ex-{i}": ["500"] * 5 for i in range(1, rows + 1)}
+    with LLMServer(script=script) as server:
+        project = make_project(tmp_path, server.base_url, rows=rows, concurrency=4)
+        code, _, err = run(project, "--error-budget", "0.9")
+        assert code == 3
+        # Without the fuse every example would be tried 5 times (2,000 calls); the run
+        # stops after 20 examples failed in a row (plus those already in flight).
+        assert server.total <= (20 + 4) * 5
+    assert "400 of 400 examples failed" in err
+
+
+def test_the_projects_retry_policy_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlib.settings import RetryPolicy
+
+    seen: list[RetryPolicy] = []
+    original = RetryPolicy.delay
+
+    def spy(self: RetryPolicy, attempt: int, retry_after: float | None, rng: Any) -> float:
+        seen.append(self)
+        return original(self, attempt, retry_after, rng)
+
+    monkeypatch.setattr(RetryPolicy, "delay", spy)
+    monkeypatch.setenv("DEMO_API_KEY", SENTINEL)
+    with LLMServer(script={"ex-1": ["503", "ok"]}) as server:
+        project = make_project(tmp_path, server.base_url, rows=1)
+        assert run(project)[0] == 0
+    assert seen == [RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_retry_after=5)]
 
 
 @pytest.mark.usefixtures("env")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -235,6 +235,8 @@ def compare_against(
     """Evaluate the working tree against ``ref`` (default: the latest release)."""
     root = settings.require_root()
     options = options or EvalOptions()
+    if options.retry is None:
+        options = replace(options, retry=settings.retry)
     base: Snapshot = resolve_against(settings, ref)
     library = load(root)
     head = worktree_snapshot(root, library)

@@ -11,7 +11,7 @@ import fnmatch
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -225,6 +225,8 @@ def evaluate(
     """Evaluate the project's prompts (all, or those matching ``prompts``) with its suites."""
     root = settings.require_root()
     options = options or EvalOptions()
+    if options.retry is None:
+        options = replace(options, retry=settings.retry)
     if options.repeats < 1:
         raise ConfigError("--repeats must be at least 1")
     library = library if library is not None else load(root)

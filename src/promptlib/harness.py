@@ -14,7 +14,10 @@ Execution policy (ours, not an SDK's):
   with full-jitter exponential backoff (``base_delay * 2**n``, capped at ``max_delay``),
   waiting at least what ``Retry-After`` asked for, capped at ``max_retry_after``;
 * a failed example is recorded with its reason, never a crash; a job whose failed share
-  exceeds ``error_budget`` is not written to the ledger and makes the command exit 3;
+  exceeds ``error_budget`` is not written to the ledger and makes the command exit 3; once
+  a job is past its budget its remaining examples are skipped, and after
+  ``max(20, 3 * concurrency)`` provider failures in a row (a wrong URL, a server that is
+  down) every remaining example is;
 * responses go through the response cache, so a re-run only makes missing calls;
 * each finished job is appended to the ledger at once, so an interrupted eval keeps them.
 
@@ -63,7 +66,9 @@ class EvalOptions:
     repeats: int = 1
     fresh: bool = False
     error_budget: float = 0.1
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # None: the project's [tool.promptlib.retry] policy (Settings.retry), filled in by
+    # ``evaluate`` and ``compare_against``.
+    retry: RetryPolicy | None = None
     seed: int | None = None
 
 
@@ -198,22 +203,47 @@ class _Runner:
         results: list[list[_Example | None]] = [[None] * len(job.rows) for job in self.jobs]
         remaining = [len(job.rows) for job in self.jobs]
         started = [time.monotonic()] * len(self.jobs)
+        failed = [0] * len(self.jobs)
+        doomed = [False] * len(self.jobs)
+        budget = self.options.error_budget
+        count = self.options.concurrency or self.provider.concurrency
+        # Provider failures in a row, across jobs, after which the provider is taken to be
+        # down (a wrong URL, a dead server): every remaining example is skipped.
+        fuse = max(20, 3 * count)
+        streak = 0
         for job in self.jobs:
             if not job.rows:
                 self.on_job_done(job, [], 0.0)
 
         async def worker() -> None:
+            nonlocal streak
             while work:
                 j, r = work.pop()
                 job = self.jobs[j]
-                results[j][r] = await self.example(job, job.rows[r])
+                if doomed[j] or streak >= fuse:
+                    reason = (
+                        f"not run: {failed[j]} examples had already failed"
+                        if doomed[j]
+                        else f"not run: the provider failed {streak} times in a row"
+                    )
+                    outcome = _Example(str(job.rows[r]["id"]), error=reason)
+                else:
+                    outcome = await self.example(job, job.rows[r])
+                    if outcome.error is None:
+                        streak = 0
+                    elif outcome.calls:
+                        streak += 1
+                results[j][r] = outcome
+                if outcome.error is not None:
+                    failed[j] += 1
+                    # The job cannot stay within its error budget any more: skip the rest.
+                    doomed[j] = failed[j] > budget * len(job.rows)
                 remaining[j] -= 1
                 self.on_progress(1)
                 if remaining[j] == 0:
                     done = [e for e in results[j] if e is not None]
                     self.on_job_done(job, done, time.monotonic() - started[j])
 
-        count = self.options.concurrency or self.provider.concurrency
         workers = [asyncio.create_task(worker()) for _ in range(max(1, count))]
         try:
             await asyncio.gather(*workers)
@@ -272,7 +302,7 @@ class _Runner:
         return response
 
     async def call(self, request: Request, outcome: _Example) -> Response:
-        policy = self.options.retry
+        policy = self.options.retry or RetryPolicy()
         timeout = self.provider.timeout
         for attempt in range(1, policy.max_attempts + 1):
             await self.limiter.wait()
@@ -442,7 +472,8 @@ def run_jobs(
         cached = sum(e.cached for e in examples)
         budget = options.error_budget * len(examples)
         if examples and errors > budget:
-            first = next(e.error for e in examples if e.error)
+            reasons = [e.error for e in examples if e.error]
+            first = next((r for r in reasons if not r.startswith("not run:")), reasons[0])
             results[id(job)] = JobResult(
                 job,
                 "failed",
