@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
@@ -59,3 +60,22 @@ def test_installed_by_version_works_outside_the_repo(repo_wheel: Path, tmp_path:
         [bin_dir / "promptlib", "render", result["id"], "--example", "0"], cwd=outside
     )
     assert rendered.stdout.strip()
+
+
+def test_sdist_carries_the_prompts_but_no_datasets(tmp_path: Path) -> None:
+    import tarfile
+
+    from conftest import run_checked
+
+    run_checked(
+        [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", tmp_path, REPO]
+    )
+    [sdist] = list(tmp_path.glob("promptlib-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
+    top = names[0].split("/")[0]
+    inside = {n.removeprefix(top + "/") for n in names}
+    assert "prompts/support/answer/cancel_order.yaml" in inside
+    assert "prompts/_partials/support_voice.j2" in inside
+    assert "src/promptlib/render.py" in inside
+    assert not [n for n in inside if n.startswith("evals/") or n.endswith(".jsonl")]
