@@ -568,7 +568,7 @@ def test_release_bumps_versions_writes_the_changelog_and_records_the_release(
     text = (released / "CHANGELOG.md").read_text("utf-8")
     assert (
         f"## [Unreleased]\n\n## [1.1.0] - {date.today().isoformat()}\n\n"
-        "- A note written by hand.\n"
+        "- A note written by hand.\n\n"
         "### Changed\n\n"
         f"- `demo.sentiment` 1.0.0 -> 1.1.0: messages[0] changed. {scores}\n\n"
         "## [1.0.0] - "
@@ -753,3 +753,15 @@ def test_eval_against_a_release_in_a_shallow_tagless_clone(
     code, _out, err = cli(clone, "eval", "--against", "first")
     assert code == 2
     assert "unknown release or git ref 'first'; releases in the ledger: v1.0.0, v1.1.0" in err
+
+
+def test_release_notes_and_generated_entries_share_their_headings() -> None:
+    from promptlib.release import _merge_notes
+
+    notes = "### Changed\n\n- `a.b`: clearer instructions.\n\n### Fixed\n\n- a typo"
+    generated = "\n### Breaking\n\n- `c.d` 1.0.0 -> 2.0.0: input 'x' removed.\n\n### Changed\n\n- `a.b` 1.0.0 -> 1.1.0: messages[0] changed.\n"
+    assert _merge_notes(notes, generated) == (
+        "### Breaking\n\n- `c.d` 1.0.0 -> 2.0.0: input 'x' removed.\n\n"
+        "### Changed\n\n- `a.b`: clearer instructions.\n- `a.b` 1.0.0 -> 1.1.0: messages[0] changed.\n\n"
+        "### Fixed\n\n- a typo"
+    )

@@ -293,10 +293,40 @@ def _write_changelog(root: Path, section: str) -> None:
     end = after[0].start() if after else len(text)
     notes = text[unreleased.end() : end].strip("\n")
     heading, _, generated = section.partition("\n")
-    body = "\n".join(part for part in (notes.strip(), generated.strip()) if part)
+    body = _merge_notes(notes, generated)
     new_block = f"## [Unreleased]\n\n{heading}\n\n{body}\n\n"
     text = text[: unreleased.start()] + new_block + text[end:].lstrip("\n")
     _atomic_write(path, text.rstrip("\n") + "\n")
+
+
+_SUBSECTION = re.compile(r"(?m)^### (.+)$")
+
+
+def _subsections(text: str) -> tuple[str, dict[str, str]]:
+    """Text before the first ``### heading``, and each heading's body, in order."""
+    matches = list(_SUBSECTION.finditer(text))
+    preamble = text[: matches[0].start()] if matches else text
+    bodies: dict[str, str] = {}
+    for i, match in enumerate(matches):
+        stop = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        title = match.group(1).strip()
+        chunk = text[match.end() : stop].strip("\n")
+        bodies[title] = f"{bodies[title]}\n{chunk}" if title in bodies else chunk
+    return preamble.strip("\n"), bodies
+
+
+def _merge_notes(notes: str, generated: str) -> str:
+    """The maintainers' notes with the generated entries added under the same headings."""
+    preamble, mine = _subsections(notes)
+    generated_preamble, theirs = _subsections(generated)
+    for title, body in theirs.items():
+        body = body.strip("\n")
+        mine[title] = f"{mine[title]}\n{body}" if title in mine else body
+    order = ["Breaking", "Added", "Changed", "Removed", "Fixed", "Security"]
+    titles = sorted(mine, key=lambda t: order.index(t) if t in order else len(order))
+    parts = [p for p in (preamble, generated_preamble) if p]
+    parts += [f"### {title}\n\n{mine[title]}" for title in titles]
+    return "\n\n".join(parts)
 
 
 def _atomic_write(path: Path, text: str) -> None:
