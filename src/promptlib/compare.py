@@ -15,7 +15,6 @@ error budget.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -363,13 +362,3 @@ def compare_against(
         alpha=compare.alpha,
         min_effect=compare.min_effect,
     )
-
-
-def report_text(report: AgainstReport, output_format: str) -> str:
-    if output_format == "json":
-        return json.dumps(report.to_json(), indent=2)
-    if output_format == "markdown":
-        return report.to_markdown()
-    if output_format == "junit":
-        return report.to_junit()
-    raise ConfigError(f"unknown format {output_format!r}")

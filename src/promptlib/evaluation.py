@@ -278,8 +278,8 @@ def evaluate(
     )
 
 
-def report_path_text(report: EvalReport, output_format: str) -> str:
-    """The report as text in ``output_format`` (json, markdown or junit)."""
+def report_text(report: EvalReport | Any, output_format: str) -> str:
+    """A report (of ``eval`` or ``eval --against``) as json, markdown or junit text."""
     if output_format == "json":
         return json.dumps(report.to_json(), indent=2)
     if output_format == "markdown":

@@ -335,26 +335,16 @@ def _atomic_write(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def _set_prompt_version(path: Path, version: str) -> bool:
+def _set_version(path: Path, pattern: re.Pattern[str], version: str, what: str) -> bool:
+    """Rewrite the one line ``pattern`` finds to carry ``version``; True if it changed."""
     text = path.read_text(encoding="utf-8")
-    new, count = _PROMPT_VERSION.subn(lambda m: f"{m.group(1)}{version}{m.group(3)}", text, count=1)
+    new, count = pattern.subn(lambda m: f"{m.group(1)}{version}{m.group(3)}", text, count=1)
     if count != 1:
-        raise ConfigError(f"{path}: no top-level 'version:' line to update")
-    if new != text:
-        _atomic_write(path, new)
-        return True
-    return False
-
-
-def _set_package_version(path: Path, version: str) -> bool:
-    text = path.read_text(encoding="utf-8")
-    new, count = _VERSION_LINE.subn(lambda m: f"{m.group(1)}{version}{m.group(3)}", text, count=1)
-    if count != 1:
-        raise ConfigError(f"{path}: no 'version = \"...\"' line in [project] to update")
-    if new != text:
-        _atomic_write(path, new)
-        return True
-    return False
+        raise ConfigError(f"{path}: no {what} line to update")
+    if new == text:
+        return False
+    _atomic_write(path, new)
+    return True
 
 
 def release(
@@ -379,9 +369,9 @@ def release(
     for prompt_id, (declared, final) in plan.prompt_versions.items():
         prompt = library[prompt_id]
         if declared != final and prompt.path is not None:
-            _set_prompt_version(prompt.path, final)
+            _set_version(prompt.path, _PROMPT_VERSION, final, "top-level 'version:'")
             plan.files.append(str(prompt.path.relative_to(root)))
-    if _set_package_version(root / "pyproject.toml", plan.version):
+    if _set_version(root / "pyproject.toml", _VERSION_LINE, plan.version, "'version = \"...\"'"):
         plan.files.append("pyproject.toml")
     library = load(root)
     problems = [p for p in scan(root / "prompts").problems]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ import typer
 
 from ..errors import ConfigError
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, state
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, progress_bar, state
 
 
 class EvalFormat(str, Enum):
@@ -39,29 +38,6 @@ class LedgerFormat(str, Enum):
 class RecordKind(str, Enum):
     run = "run"
     release = "release"
-
-
-def _progress_bar() -> tuple[Any, Any]:
-    """A rich progress bar on an interactive terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = progress.add_task("evaluating", total=None)
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    return progress, update
 
 
 def print_eval_table(report: Any) -> None:
@@ -153,7 +129,7 @@ def eval_command(
     budget.
     """
     from ..cache import CacheMode
-    from ..evaluation import evaluate, report_path_text, write_output
+    from ..evaluation import evaluate, report_text, write_output
     from ..harness import EvalOptions
 
     cache_mode = CacheMode(cache.value)
@@ -175,10 +151,7 @@ def eval_command(
             output,
         )
         return
-    progress, update = _progress_bar()
-    if progress is not None:
-        progress.start()
-    try:
+    with progress_bar() as update:
         report = evaluate(
             settings,
             suites=suite or [],
@@ -188,18 +161,15 @@ def eval_command(
             options=options,
             on_progress=update,
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
     if output_format is EvalFormat.table:
         print_eval_table(report)
     else:
-        typer.echo(report_path_text(report, output_format.value))
+        typer.echo(report_text(report, output_format.value))
     if output is not None:
         kind = "markdown" if output_format is EvalFormat.table else output_format.value
-        write_output(output, report_path_text(report, kind))
+        write_output(output, report_text(report, kind))
     ran = sum(1 for o in report.outcomes if o.status == "ran")
     reused = sum(1 for o in report.outcomes if o.status == "reused")
     typer.echo(

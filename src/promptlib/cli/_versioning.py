@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, state
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, progress_bar, state
 
 
 class DiffFormat(str, Enum):
@@ -141,19 +141,12 @@ def release(
 ) -> None:
     """Release the library: bump versions, evaluate, write CHANGELOG, record the release."""
     from ..release import release as run_release
-    from ._eval import _progress_bar
 
     settings = Settings.resolve(state.project)
-    progress, update = (None, None) if dry_run else _progress_bar()
-    if progress is not None:
-        progress.start()
-    try:
+    with progress_bar(enabled=not dry_run) as update:
         plan = run_release(
             settings, bump, dry_run=dry_run, commit=commit, provider=provider, on_progress=update
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     head = f"release {plan.version}" + (
         f" ({plan.bump} after {plan.previous})" if plan.previous else " (first release)"
     )
@@ -235,15 +228,11 @@ def run_against(
     output: Path | None,
 ) -> None:
     """The body of ``eval --against`` (called by the eval command)."""
-    from ..compare import compare_against, report_text
-    from ..evaluation import write_output
-    from ._eval import _progress_bar
+    from ..compare import compare_against
+    from ..evaluation import report_text, write_output
 
     settings = Settings.resolve(state.project)
-    progress, update = _progress_bar()
-    if progress is not None:
-        progress.start()
-    try:
+    with progress_bar() as update:
         report = compare_against(
             settings,
             ref,
@@ -254,9 +243,6 @@ def run_against(
             options=options,
             on_progress=update,
         )
-    finally:
-        if progress is not None:
-            progress.stop()
     if output_format == "table":
         _print_against_table(report)
     else:
