@@ -23,9 +23,10 @@ fingerprint.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,8 +97,6 @@ def _state(prompt: Prompt) -> PromptState:
 
 
 def _read_package_version(pyproject: Path) -> str | None:
-    import re
-
     try:
         text = pyproject.read_text(encoding="utf-8")
     except OSError:
@@ -231,8 +230,3 @@ def resolve(root: Path, ref: str, ledger: Ledger) -> Snapshot:
         f"unknown release or git ref {ref!r}; releases in the ledger: {listed}",
         known=known,
     )
-
-
-def prompts_of(snapshot: Snapshot, ids: Sequence[str]) -> list[Prompt]:
-    """The snapshot's prompts with these ids, rebuilt."""
-    return [snapshot.prompt(pid) for pid in ids]

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import semver
 
-__all__ = ["Bump", "Version", "apply_bump", "parse_version", "required_version"]
+__all__ = ["Bump", "Version", "apply_bump", "parse_version"]
 
 Version = semver.Version
 
@@ -59,19 +59,3 @@ def apply_bump(version: Version, bump: Bump) -> Version:
     if bump is Bump.PATCH:
         return version.bump_patch()
     return version
-
-
-def required_version(released: Version, bump: Bump) -> Version:
-    """The lowest version a changed item must declare, given its released version.
-
-    For 0.y.z versions SemVer treats every minor as breaking; promptlib keeps the same rule
-    for all versions so that the policy is one table.
-    """
-    return apply_bump(released, bump)
-
-
-def is_at_least(declared: Version, released: Version, bump: Bump) -> bool:
-    """Whether ``declared`` satisfies ``bump`` over ``released``."""
-    if bump is Bump.NONE:
-        return declared >= released
-    return declared >= required_version(released, bump)
