@@ -17,30 +17,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from .cache import CacheMode, ResponseCache
+from .cache import CacheMode
 from .diff import LibraryDiff, diff_snapshots
-from .errors import ConfigError
 from .evaluation import (
     EvalReport,
     PromptOutcome,
-    latest_runs,
-    open_provider,
+    choose_suites,
     outcome_of,
+    resolve_options,
+    run_by_provider,
     select_prompts,
 )
-from .harness import EvalOptions, JobResult, plan_jobs, run_jobs
-from .ledger import Ledger
+from .harness import EvalOptions, Job, plan_jobs
 from .library import load
 from .prompt import Prompt
+from .providers import Provider
 from .release import resolve_against
 from .releases import Snapshot, worktree_snapshot
 from .settings import Settings
 from .stats import REGRESSED, compare_paired, holm, verdict
-from .suite import Suite, load_suites, select_suites
+from .suite import Suite
 
 __all__ = ["AgainstReport", "MetricComparison", "compare_against"]
 
@@ -233,9 +233,7 @@ def compare_against(
 ) -> AgainstReport:
     """Evaluate the working tree against ``ref`` (default: the latest release)."""
     root = settings.require_root()
-    options = options or EvalOptions()
-    if options.retry is None:
-        options = replace(options, retry=settings.retry)
+    options = resolve_options(settings, options)
     base: Snapshot = resolve_against(settings, ref)
     library = load(root)
     head = worktree_snapshot(root, library)
@@ -244,55 +242,37 @@ def compare_against(
         p.id: {"metadata": "unchanged", "unchanged": "unchanged"}.get(p.status, p.status)
         for p in diff.prompts
     }
-    chosen_suites = select_suites(load_suites(root), suites)
-    if not chosen_suites:
-        raise ConfigError(f"{root / 'evals' / 'suites'}: no suites to evaluate with")
+    chosen_suites = choose_suites(root, suites)
     candidates = select_prompts(library, prompts)
     wanted = {p.id for p in candidates}
     changed_ids = [pid for pid, status in statuses.items() if status == "changed" and pid in wanted]
-    ledger = Ledger(settings.ledger_path or root / "evals" / "ledger.jsonl")
-    runs = latest_runs(ledger)
-
-    def append(record: dict[str, Any]) -> None:
-        ledger.append([record])
-
-    cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
-    cache = ResponseCache(cache_path, cache_mode)
-    by_provider: dict[str | None, list[Suite]] = {}
-    for suite in chosen_suites:
-        by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
-    candidate_results: list[JobResult] = []
-    baseline_results: list[JobResult] = []
     not_comparable: dict[str, str] = {}
-    names: list[str] = []
-    try:
-        for name, group in by_provider.items():
-            instance = open_provider(settings, name)
-            names.append(instance.name)
-            candidate_jobs = plan_jobs(group, candidates, instance, options.repeats)
-            baseline_prompts = []
-            for pid in changed_ids:
-                old = base.prompt(pid)
-                reasons = [r for s in group if s.selects(pid) and (r := _comparable(s, old))]
-                if reasons:
-                    not_comparable[pid] = reasons[0]
-                else:
-                    baseline_prompts.append(old)
-            baseline_jobs = plan_jobs(group, baseline_prompts, instance, options.repeats)
-            results = run_jobs(
-                candidate_jobs + baseline_jobs,
-                instance,
-                cache,
-                options=options,
-                ledger_runs=runs,
-                append=append,
-                root=root,
-                on_progress=on_progress,
-            )
-            candidate_results += results[: len(candidate_jobs)]
-            baseline_results += results[len(candidate_jobs) :]
-    finally:
-        cache.close()
+    baseline_jobs: set[int] = set()
+
+    def plan(group: list[Suite], instance: Provider) -> list[Job]:
+        baseline_prompts = []
+        for pid in changed_ids:
+            old = base.prompt(pid)
+            reasons = [r for s in group if s.selects(pid) and (r := _comparable(s, old))]
+            if reasons:
+                not_comparable[pid] = reasons[0]
+            else:
+                baseline_prompts.append(old)
+        baseline = plan_jobs(group, baseline_prompts, instance, options.repeats)
+        baseline_jobs.update(id(job) for job in baseline)
+        return plan_jobs(group, candidates, instance, options.repeats) + baseline
+
+    batch = run_by_provider(
+        settings,
+        chosen_suites,
+        plan,
+        provider=provider,
+        cache_mode=cache_mode,
+        options=options,
+        on_progress=on_progress,
+    )
+    candidate_results = [r for r in batch.results if id(r.job) not in baseline_jobs]
+    baseline_results = [r for r in batch.results if id(r.job) in baseline_jobs]
     compare = settings.compare
     baseline_by = {(r.job.suite.name, r.job.prompt.id): r for r in baseline_results}
     pending = []
@@ -347,7 +327,12 @@ def compare_against(
         for (suite, pid, metric, s), p_adj in zip(raw, adjusted, strict=True)
     ]
     outcomes: list[PromptOutcome] = [outcome_of(r) for r in candidate_results]
-    candidate_report = EvalReport(provider=", ".join(names), outcomes=outcomes)
+    candidate_report = EvalReport(
+        provider=", ".join(batch.providers),
+        outcomes=outcomes,
+        ledger=batch.ledger,
+        repaired=batch.repaired,
+    )
     for pid in not_comparable:
         statuses[pid] = "not comparable"
     return AgainstReport(

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .cache import CacheMode, ResponseCache
 from .errors import ConfigError
-from .harness import EvalOptions, JobResult, plan_jobs, run_jobs
+from .harness import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .ledger import Ledger
 from .library import Library, load
 from .prompt import Prompt
@@ -211,6 +211,85 @@ def outcome_of(result: JobResult) -> PromptOutcome:
     )
 
 
+def resolve_options(settings: Settings, options: EvalOptions | None) -> EvalOptions:
+    """``options`` with the project's retry policy filled in, checked."""
+    options = options or EvalOptions()
+    if options.retry is None:
+        options = replace(options, retry=settings.retry)
+    if options.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    return options
+
+
+def choose_suites(root: Path, names: Sequence[str]) -> list[Suite]:
+    """The suites called ``names`` (all when empty); at least one must exist."""
+    chosen = select_suites(load_suites(root), names)
+    if not chosen:
+        raise ConfigError(f"{root / 'evals' / 'suites'}: no suites; add a suite YAML file there")
+    return chosen
+
+
+@dataclass
+class Batch:
+    """What ``run_by_provider`` did: every job's result, the providers, ledger repairs."""
+
+    results: list[JobResult]
+    providers: list[str]
+    repaired: list[str]
+    ledger: str
+
+
+def run_by_provider(
+    settings: Settings,
+    suites: Sequence[Suite],
+    plan: Callable[[list[Suite], Provider], list[Job]],
+    *,
+    provider: str | None,
+    cache_mode: CacheMode,
+    options: EvalOptions,
+    on_progress: Callable[[int, int], None] | None,
+) -> Batch:
+    """Group the suites by provider, plan each group's jobs with ``plan``, and run them.
+
+    Runs already in the ledger are reused; new ones are appended as they finish, through
+    one response cache.
+    """
+    root = settings.require_root()
+    by_provider: dict[str | None, list[Suite]] = {}
+    for suite in suites:
+        by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
+    ledger_path = settings.ledger_path
+    assert ledger_path is not None
+    ledger = Ledger(ledger_path)
+    runs = latest_runs(ledger)
+    batch = Batch([], [], [], str(ledger_path.relative_to(root)))
+
+    def append(record: dict[str, Any]) -> None:
+        outcome = ledger.append([record])
+        if outcome.repaired is not None:
+            batch.repaired.append(str(outcome.repaired))
+
+    cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
+    cache = ResponseCache(cache_path, cache_mode)
+    try:
+        for name, group in by_provider.items():
+            instance = open_provider(settings, name)
+            batch.providers.append(instance.name)
+            batch.results += run_jobs(
+                plan(group, instance),
+                instance,
+                cache,
+                options=options,
+                ledger_runs=runs,
+                append=append,
+                root=root,
+                on_progress=on_progress,
+            )
+    finally:
+        cache.close()
+    return batch
+
+
 def evaluate(
     settings: Settings,
     *,
@@ -224,57 +303,24 @@ def evaluate(
 ) -> EvalReport:
     """Evaluate the project's prompts (all, or those matching ``prompts``) with its suites."""
     root = settings.require_root()
-    options = options or EvalOptions()
-    if options.retry is None:
-        options = replace(options, retry=settings.retry)
-    if options.repeats < 1:
-        raise ConfigError("--repeats must be at least 1")
+    options = resolve_options(settings, options)
     library = library if library is not None else load(root)
-    chosen_suites: list[Suite] = select_suites(load_suites(root), suites)
-    if not chosen_suites:
-        raise ConfigError(f"{root / 'evals' / 'suites'}: no suites; add a suite YAML file there")
+    chosen_suites = choose_suites(root, suites)
     chosen_prompts = select_prompts(library, prompts)
-    by_provider: dict[str | None, list[Suite]] = {}
-    for suite in chosen_suites:
-        by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
-    ledger_path = settings.ledger_path
-    assert ledger_path is not None
-    ledger = Ledger(ledger_path)
-    runs = latest_runs(ledger)
-    repaired: list[str] = []
-
-    def append(record: dict[str, Any]) -> None:
-        outcome = ledger.append([record])
-        if outcome.repaired is not None:
-            repaired.append(str(outcome.repaired))
-
-    cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
-    cache = ResponseCache(cache_path, cache_mode)
-    outcomes: list[PromptOutcome] = []
-    names: list[str] = []
-    try:
-        for name, group in by_provider.items():
-            instance = open_provider(settings, name)
-            names.append(instance.name)
-            jobs = plan_jobs(group, chosen_prompts, instance, options.repeats)
-            results = run_jobs(
-                jobs,
-                instance,
-                cache,
-                options=options,
-                ledger_runs=runs,
-                append=append,
-                root=root,
-                on_progress=on_progress,
-            )
-            outcomes.extend(outcome_of(r) for r in results)
-    finally:
-        cache.close()
+    batch = run_by_provider(
+        settings,
+        chosen_suites,
+        lambda group, instance: plan_jobs(group, chosen_prompts, instance, options.repeats),
+        provider=provider,
+        cache_mode=cache_mode,
+        options=options,
+        on_progress=on_progress,
+    )
     return EvalReport(
-        provider=", ".join(names),
-        outcomes=outcomes,
-        ledger=str(ledger_path.relative_to(root)),
-        repaired=repaired,
+        provider=", ".join(batch.providers),
+        outcomes=[outcome_of(r) for r in batch.results],
+        ledger=batch.ledger,
+        repaired=batch.repaired,
     )
 
 

@@ -243,6 +243,8 @@ def run_against(
             options=options,
             on_progress=update,
         )
+    for message in report.candidate.repaired:
+        typer.echo(f"ledger: {message}", err=True)
     if output_format == "table":
         _print_against_table(report)
     else:
