@@ -55,3 +55,23 @@ def write_section(name: str, command: str, body: str) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text, encoding="utf-8")
     sys.stdout.write(block + "\n")
+
+
+def top_functions(rows: list[tuple[float, float, int, str, int, str]], top: int) -> str:
+    """A Markdown table of the ``top`` profile rows by own time.
+
+    Each row is ``(own seconds, cumulative seconds, calls, filename, line, function)``, as
+    taken from ``pstats.Stats(...).stats``.
+    """
+    lines = ["| function | calls | own s | cumulative s |", "| --- | ---: | ---: | ---: |"]
+    for own, cum, calls, filename, line, name in sorted(rows, reverse=True)[:top]:
+        where = name if filename == "~" else f"{_short(filename)}:{line}({name})"
+        lines.append(f"| `{where}` | {calls:,} | {own:.2f} | {cum:.2f} |")
+    return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "src/", "lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename

@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import write_section  # noqa: E402
+from _report import top_functions, write_section  # noqa: E402
 
 from promptlib.loader import ValidationCache, find_prompt_files, scan  # noqa: E402
 
@@ -217,19 +217,8 @@ def profile_cold(root: Path, top: int) -> tuple[str, str, float]:
     for label, seconds in phases.items():
         table.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
     table.append(f"| **total** | {total:.2f} | 100% |")
-    rows.sort(reverse=True)
-    functions = ["| function | calls | own s | cumulative s |", "| --- | ---: | ---: | ---: |"]
-    for own, cum, calls, filename, line, name in rows[:top]:
-        where = name if filename == "~" else f"{_short(filename)}:{line}({name})"
-        functions.append(f"| `{where}` | {calls:,} | {own:.2f} | {cum:.2f} |")
-    return "\n".join(table), "\n".join(functions), wall
-
-
-def _short(filename: str) -> str:
-    for marker in ("site-packages/", "src/", "lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
+    functions = top_functions(rows, top)
+    return "\n".join(table), functions, wall
 
 
 def main(argv: list[str] | None = None) -> int:
