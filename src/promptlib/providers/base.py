@@ -16,13 +16,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._canonical import sha256_of
+from ..errors import ConfigError, ProviderError
 from ..model import OutputSpec
 from ..prompt import Message
 
-__all__ = ["Provider", "Request", "Response", "Usage"]
+__all__ = ["Provider", "Request", "Response", "Usage", "parse_options", "response_from_data"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +148,67 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to close by default
         """Release connections and subprocesses."""
+
+
+class _UsageData(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+
+
+class _ResultData(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str
+    usage: _UsageData | None = None
+    cost: float | None = Field(None, ge=0)
+    model: str | None = None
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse_options(model: type[_M], name: str, kind: str, options: Mapping[str, Any]) -> _M:
+    """Validate a provider's options; every problem in one ``ConfigError``.
+
+    Shared by the built-in providers.
+    """
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        allowed = ", ".join(sorted(f.alias or key for key, f in model.model_fields.items()))
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown option {where!r}")
+            else:
+                problems.append(f"{where}: {error['msg']}")
+        raise ConfigError(
+            f"provider {name!r} (type {kind}): {'; '.join(problems)}; allowed options: {allowed}"
+        ) from exc
+
+
+def response_from_data(data: object, model: str | None, where: str) -> Response:
+    """A ``Response`` from plain data (a string, or a dict with ``text`` and extras)."""
+    if isinstance(data, str):
+        return Response(text=data, model=model)
+    try:
+        result = _ResultData.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'result'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ProviderError(
+            f"{where} returned an invalid result ({problems}); return a string or "
+            '{"text": str, "usage": {"prompt_tokens": int, "completion_tokens": int}}',
+            retryable=False,
+        ) from None
+    usage = result.usage
+    return Response(
+        text=result.text,
+        usage=None if usage is None else Usage(usage.prompt_tokens, usage.completion_tokens),
+        cost=result.cost,
+        model=result.model or model,
+    )

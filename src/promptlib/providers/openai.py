@@ -68,8 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError, MissingDependencyError, ProviderError
 from ..model import ModelParams
-from .base import Provider, Request, Response, Usage
-from .python import parse_options
+from .base import Provider, Request, Response, Usage, parse_options
 
 try:
     import openai

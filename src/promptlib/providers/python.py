@@ -34,15 +34,15 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .._canonical import file_sha256
-from ..errors import ConfigError, ProviderError
-from .base import Provider, Request, Response, Usage
+from ..errors import ProviderError
+from .base import Provider, Request, Response, parse_options, response_from_data
 
-__all__ = ["PythonProvider", "parse_options", "response_from_data"]
+__all__ = ["PythonProvider"]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 _PATH = rf"^{_DOTTED}:{_DOTTED}$"
@@ -54,70 +54,6 @@ class _Options(BaseModel):
     target: str = Field(alias="callable", pattern=_PATH)
     model: str | None = None
     concurrency: int = Field(8, ge=1)
-
-
-class _UsageData(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    prompt_tokens: int = Field(0, ge=0)
-    completion_tokens: int = Field(0, ge=0)
-
-
-class _ResultData(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    text: str
-    usage: _UsageData | None = None
-    cost: float | None = Field(None, ge=0)
-    model: str | None = None
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def parse_options(model: type[_M], name: str, kind: str, options: Mapping[str, Any]) -> _M:
-    """Validate a provider's options; every problem in one ``ConfigError``.
-
-    Shared by the built-in providers (this module imports nothing heavy).
-    """
-    try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        allowed = ", ".join(sorted(f.alias or key for key, f in model.model_fields.items()))
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            if error["type"] == "extra_forbidden":
-                problems.append(f"unknown option {where!r}")
-            else:
-                problems.append(f"{where}: {error['msg']}")
-        raise ConfigError(
-            f"provider {name!r} (type {kind}): {'; '.join(problems)}; allowed options: {allowed}"
-        ) from exc
-
-
-def response_from_data(data: object, model: str | None, where: str) -> Response:
-    """A ``Response`` from plain data (a string, or a dict with ``text`` and extras)."""
-    if isinstance(data, str):
-        return Response(text=data, model=model)
-    try:
-        result = _ResultData.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'result'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ProviderError(
-            f"{where} returned an invalid result ({problems}); return a string or "
-            '{"text": str, "usage": {"prompt_tokens": int, "completion_tokens": int}}',
-            retryable=False,
-        ) from None
-    usage = result.usage
-    return Response(
-        text=result.text,
-        usage=None if usage is None else Usage(usage.prompt_tokens, usage.completion_tokens),
-        cost=result.cost,
-        model=result.model or model,
-    )
 
 
 class PythonProvider(Provider):
