@@ -5,7 +5,7 @@
    own process, answering after 5 ms), release it, change one prompt's text, and run
    `promptlib eval --against latest`. Provider calls are counted from the ledger's run
    records (`timing.calls`); wall times are whole CLI runs.
-2. The cost of one paired comparison (`promptlib.stats.compare_paired`) on 1,000 examples
+2. The cost of one paired comparison (`promptlib.compare.stats.compare_paired`) on 1,000 examples
    with 10,000 resamples: a 0/1 metric (exact McNemar + bootstrap interval) and a
    continuous one (sign-flip permutation test + bootstrap interval).
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _report import write_section  # noqa: E402
 from bench_harness import Server  # noqa: E402
 
-from promptlib.stats import compare_paired  # noqa: E402
+from promptlib.compare.stats import compare_paired  # noqa: E402
 
 PROMPTLIB = str(Path(sys.executable).with_name("promptlib"))
 CHANGED = "support.answer.track_refund"

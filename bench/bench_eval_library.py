@@ -7,7 +7,7 @@ every suite is evaluated with the offline ``retrieval`` provider, the project's 
 * **CLI**: ``promptlib --project COPY eval --format json`` as a subprocess (start-up,
   library loading and report included), the ledger deleted before each run; median of
   ``--repeats``;
-* **in process**: ``promptlib.evaluation.evaluate(settings, options=EvalOptions(fresh=
+* **in process**: ``promptlib.evals.run.evaluate(settings, options=EvalOptions(fresh=
   True))``, the library call behind it. The first call runs under cProfile (it includes the
   one-time costs of a process: imports of numpy and bm25s, NLTK's stemmer, ...); the next
   ``--repeats`` calls are timed without it.
@@ -45,10 +45,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _report import top_functions, write_section  # noqa: E402
 
+from promptlib.reports import to_json  # noqa: E402
+
 # (label, file, function): the function through which an evaluation enters each part.
 # Several functions of one label add up (e.g. every metric class's ``score``).
 PARTS = [
-    ("library loading (`load`: YAML, validation, templates)", "library.py", ("load",)),
+    ("library loading (`load`: YAML, validation, templates)", "collection.py", ("load",)),
     ("suites and datasets (`load_suites`, `load_dataset`)", "", ()),
     ("rendering (`Prompt.render`: input checks, sandboxed Jinja)", "prompt.py", ("render",)),
     (
@@ -57,8 +59,8 @@ PARTS = [
         ("complete",),
     ),
     ("metrics (`score` of each metric: ROUGE, accuracy, ...)", "metrics.py", ("score",)),
-    ("ledger (`Ledger.read`, `Ledger.append`)", "ledger.py", ("read", "append")),
-    ("run records (`build_record`)", "harness.py", ("build_record",)),
+    ("ledger (`Ledger.read`, `Ledger.append`)", "store.py", ("read", "append")),
+    ("run records (`build_record`)", "runner.py", ("build_record",)),
 ]
 SUITES_AND_DATA = [("suite.py", "load_suites"), ("dataset.py", "load_dataset")]
 
@@ -99,8 +101,8 @@ def cli(project: Path, env: dict[str, str]) -> tuple[float, int, int]:
 
 
 def in_process(project: Path, profiler: cProfile.Profile | None = None) -> tuple[float, int]:
-    from promptlib.evaluation import evaluate
-    from promptlib.harness import EvalOptions
+    from promptlib.evals.run import evaluate
+    from promptlib.evals.runner import EvalOptions
     from promptlib.settings import Settings
 
     fresh_ledger(project)
@@ -112,7 +114,7 @@ def in_process(project: Path, profiler: cProfile.Profile | None = None) -> tuple
     if profiler is not None:
         profiler.disable()
     wall = time.perf_counter() - start
-    examples = count_examples(report.to_json()["results"])
+    examples = count_examples(to_json(report)["results"])
     return wall, examples
 
 
@@ -124,7 +126,11 @@ def timed_parts(project: Path) -> tuple[str, float]:
     """
     import inspect
 
-    from promptlib import evaluation, harness, ledger, metrics, prompt, suite
+    from promptlib.evals import metrics, suite
+    from promptlib.evals import run as evaluation
+    from promptlib.evals import runner as harness
+    from promptlib.ledger import store as ledger
+    from promptlib.library import prompt
     from promptlib.providers import retrieval
 
     spent: dict[str, float] = defaultdict(float)
@@ -186,7 +192,7 @@ def profile_table(profiler: cProfile.Profile, top: int) -> tuple[str, str]:
     for (filename, line, name), (_cc, calls, own, cum, _callers) in stats.items():
         if "promptlib" in filename:
             cumulative[(Path(filename).name, name)] += cum
-            if filename.endswith("evaluation.py") and name == "evaluate":
+            if filename.endswith("run.py") and name == "evaluate":
                 total = cum
         rows.append((own, cum, calls, filename, line, name))
     parts: dict[str, float] = {}

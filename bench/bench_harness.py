@@ -204,9 +204,9 @@ def promptlib_cli(
 
 
 def promptlib_inprocess(project: Path, concurrency: int, examples: int) -> tuple[float, float]:
-    from promptlib.cache import CacheMode
-    from promptlib.evaluation import evaluate
-    from promptlib.harness import EvalOptions
+    from promptlib.evals.cache import CacheMode
+    from promptlib.evals.run import evaluate
+    from promptlib.evals.runner import EvalOptions
     from promptlib.settings import Settings
 
     settings = Settings.resolve(project)

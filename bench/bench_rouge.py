@@ -1,4 +1,4 @@
-"""Benchmark promptlib._rouge against rouge-score on real text pairs.
+"""Benchmark promptlib.evals._rouge against rouge-score on real text pairs.
 
 Pairs come from the Bitext customer-support responses in ``evals/datasets/bitext`` (test
 then train split, for enough pairs of each size):
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _report import write_section  # noqa: E402
 from rouge_score import rouge_scorer  # noqa: E402
 
-from promptlib._rouge import RougeScorer, clear_caches  # noqa: E402
+from promptlib.evals._rouge import RougeScorer, clear_caches  # noqa: E402
 
 Pair = tuple[str, str]
 SPLITS = ("test", "train")
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdicts.append(f"{size}, {label}: {speedup:.1f}x (target {target:.0f}x) {verdict}")
             sys.stderr.write(rows[-1] + "\n")
     body = (
-        "`promptlib._rouge.RougeScorer` vs `rouge_score.rouge_scorer.RougeScorer` "
+        "`promptlib.evals._rouge.RougeScorer` vs `rouge_score.rouge_scorer.RougeScorer` "
         "(rouge-score 0.1.2), `use_stemmer=True`, the same pairs in the same process, the "
         f"scorers interleaved within each of {args.repeats} repeats; median time per pair.\n\n"
         "Pairs: Bitext customer-support responses (test then train split) of the same intent "

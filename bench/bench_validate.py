@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _report import top_functions, write_section  # noqa: E402
 
-from promptlib.loader import ValidationCache, find_prompt_files, scan  # noqa: E402
+from promptlib.library.loader import ValidationCache, find_prompt_files, scan  # noqa: E402
 
 COLD_TARGET = 1.2
 WARM_TARGET = 1.5

@@ -183,11 +183,11 @@ def test_only_the_changed_prompt_calls_the_provider(
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("earlier step\n### ✅ promptlib eval --against v1.0.0\n")
     assert (
-        "| prompt | suite | metric | n | baseline | candidate | Δ | 95% CI | p (Holm) | verdict |"
-        in text
-    )
+        "| prompt | suite | metric | n | failed (base / cand) | baseline | candidate | Δ "
+        "| 95% CI | p (Holm) | verdict |"
+    ) in text
     assert (
-        f"| `demo.alpha` | main | exact_match | {MAIN_ROWS} | 1.000 | 1.000 | +0.000 | "
+        f"| `demo.alpha` | main | exact_match | {MAIN_ROWS} | 0 / 0 | 1.000 | 1.000 | +0.000 | "
         "[+0.000, +0.000] | 1 | ⚪ inconclusive |"
     ) in text
     assert "Prompts: 1 changed, 2 unchanged." in text
@@ -206,7 +206,12 @@ def test_only_the_changed_prompt_calls_the_provider(
         "demo.beta": "unchanged",
         "demo.gamma": "unchanged",
     }
-    assert report["rule"] == {"alpha": 0.05, "min_effect": 0.02, "correction": "holm"}
+    assert report["rule"] == {
+        "alpha": 0.05,
+        "min_effect": 0.02,
+        "correction": "holm",
+        "failures": "an example that failed on one side counts as 0 on that side",
+    }
     assert [
         (c["suite"], c["prompt"], c["metric"], c["n"], c["verdict"], c["p"], c["p_holm"])
         for c in report["comparisons"]
@@ -268,7 +273,8 @@ def test_verdicts_and_exit_codes(
 
     exit_code, out, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "markdown")
     assert exit_code == code
-    assert out.startswith(f"### {'❌' if code else '✅'} promptlib eval --against v1.0.0\n")
+    head = "### ❌ promptlib eval --against v1.0.0: 2 regression(s)\n"
+    assert out.startswith(head if code else "### ✅ promptlib eval --against v1.0.0\n")
     assert out.count(mark) == 2
 
     exit_code, out, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "junit")

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 from conftest import REPO
 from promptlib import Library, Prompt, load
 from promptlib.cli import app
-from promptlib.prompt import Message
-from promptlib.suite import Suite, load_suites
+from promptlib.evals.suite import Suite, load_suites
+from promptlib.library.messages import Message
 
 if sys.version_info >= (3, 11):
     import tomllib

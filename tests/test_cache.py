@@ -1,4 +1,4 @@
-"""promptlib.cache: the SQLite (WAL) response cache and its explicit request fingerprint."""
+"""promptlib.evals.cache: the SQLite (WAL) response cache and its explicit request fingerprint."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from promptlib._canonical import sha256_of
-from promptlib.cache import CacheMode, ResponseCache
 from promptlib.errors import ConfigError
-from promptlib.model import OutputSpec
-from promptlib.prompt import Message
-from promptlib.providers.base import Request, Response, Usage
+from promptlib.evals.cache import CacheMode, ResponseCache
+from promptlib.library.messages import Message
+from promptlib.library.model import OutputSpec
+from promptlib.providers.contract import Request, Response, Usage
 
 PROVIDER = "sha256:" + "1" * 64
 SYSTEM = Message(

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from conftest import run_checked, write
 from promptlib.cli import app
 from promptlib.ledger import Ledger
-from promptlib.release import CHANGELOG_HEADER
-from promptlib.releases import releases
+from promptlib.versioning.history import releases
+from promptlib.versioning.release import CHANGELOG_HEADER
 
 PYPROJECT = """\
 [project]
@@ -756,7 +756,7 @@ def test_eval_against_a_release_in_a_shallow_tagless_clone(
 
 
 def test_release_notes_and_generated_entries_share_their_headings() -> None:
-    from promptlib.release import _merge_notes
+    from promptlib.versioning.release import _merge_notes
 
     notes = "### Changed\n\n- `a.b`: clearer instructions.\n\n### Fixed\n\n- a typo"
     generated = "\n### Breaking\n\n- `c.d` 1.0.0 -> 2.0.0: input 'x' removed.\n\n### Changed\n\n- `a.b` 1.0.0 -> 1.1.0: messages[0] changed.\n"

@@ -1,7 +1,7 @@
 """`promptlib ledger show` and `promptlib ledger verify` on a temporary project.
 
 The ledger is written with ``Ledger.append`` from records shaped like the ones
-``promptlib.harness.build_record`` writes (and, in one test, by a real `promptlib eval`
+``promptlib.evals.runner.build_record`` writes (and, in one test, by a real `promptlib eval`
 with the offline retrieval provider). Exit codes: 0 clean, 1 a problem line, 2 a ledger
 this promptlib must not read (a newer schema) or no project.
 """
@@ -416,7 +416,7 @@ def test_records_of_a_real_eval_are_shown_and_verified(project: Path) -> None:
 
 def test_the_hand_written_release_has_the_fields_of_a_real_one(project: Path) -> None:
     from promptlib import load
-    from promptlib.releases import release_record as real_release_record
+    from promptlib.versioning.history import release_record as real_release_record
 
     real = real_release_record(load(project), "2.0.0", commit=None, previous=None, bump=None)
     assert set(real) == set(RELEASE)

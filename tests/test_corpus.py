@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from promptlib.loader import scan
+from promptlib.library.loader import scan
 
 CORPUS = Path(__file__).parent / "corpus" / "prompts"
 FILES = sorted((CORPUS / "bad").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""promptlib.dataset: JSONL and CSV rows with a stable id, identified by the file's sha256.
+"""promptlib.evals.dataset: JSONL and CSV rows with a stable id, identified by the file's sha256.
 
 Every error row of the table gives the file's bytes and the exact ``DatasetError``
 message, which names the file (relative to the project) and the 1-based physical line.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from promptlib.dataset import Dataset, load_dataset
 from promptlib.errors import DatasetError
+from promptlib.evals.dataset import Dataset, load_dataset
 
 ROWS = [
     {"id": "bitext-0001", "instruction": "cancel order 42", "intent": "cancel_order", "entity_type": "order_number", "entity_value": "42"},

@@ -1,7 +1,7 @@
-"""The semantic diff policy of ``promptlib.diff``: one case per rule of its docstring.
+"""The semantic diff policy of ``promptlib.versioning.diff``: one case per rule of its docstring.
 
 Each case is a pair of prompt files built from a base document by a few edits, written to
-two temporary libraries (with their ``_partials/``) and loaded with ``promptlib.loader.scan``.
+two temporary libraries (with their ``_partials/``) and loaded with ``promptlib.library.loader.scan``.
 The expected column lists every change, in order, as (bump, text): the diff must find what
 the rule names and nothing else. Every case also runs with the base side read back from a
 release record in a ledger, as ``promptlib check`` sees it in a tagless CI clone.
@@ -18,12 +18,15 @@ import pytest
 import yaml
 
 from conftest import write
-from promptlib.diff import diff_prompt, diff_snapshots
 from promptlib.ledger import Ledger
-from promptlib.library import Library
-from promptlib.loader import scan
-from promptlib.releases import PromptState, Snapshot, latest_release, release_record
-from promptlib.versioning import Bump
+from promptlib.library.collection import Library
+from promptlib.library.loader import scan
+from promptlib.reports import to_json
+from promptlib.reports.json import prompt_diff_json as to_json_of
+from promptlib.versioning.diff import diff_prompt, diff_snapshots
+from promptlib.versioning.history import latest_release, release_record
+from promptlib.versioning.snapshot import PromptState, Snapshot
+from promptlib.versions import Bump
 
 MAJOR, MINOR, PATCH, NONE = Bump.MAJOR, Bump.MINOR, Bump.PATCH, Bump.NONE
 
@@ -607,7 +610,7 @@ def test_policy(
     # Behaviour changes and only they change the fingerprint (metadata is not in it).
     assert (old.fingerprint != result.new.fingerprint) == (bump > PATCH)  # type: ignore[union-attr]
     if bump >= MINOR:
-        assert result.to_json()["text_diff"] == result.text_diff
+        assert to_json_of(result)["text_diff"] == result.text_diff
 
 
 def test_added_and_removed_prompts(tmp_path: Path) -> None:
@@ -683,7 +686,7 @@ def test_package_bump_is_the_largest_prompt_bump(
     assert result.bump is bump
     assert [p.id for p in result.prompts] == sorted(prompts)  # every prompt, sorted by id
     assert result.bump == max((p.bump for p in result.prompts), default=NONE)
-    data = result.to_json()
+    data = to_json(result)
     assert data["bump"] == str(bump)
     assert data["unchanged"] == sum(1 for p in result.prompts if p.status == "unchanged")
     assert [p["id"] for p in data["prompts"]] == [p.id for p in result.changed()]

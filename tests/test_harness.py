@@ -346,7 +346,7 @@ def test_an_interrupted_eval_resumes_with_only_the_missing_calls(tmp_path: Path)
     [
         ("json", '"passed": true'),
         ("markdown", "| `demo.echo` | 1.0.0 | 1.000 | 2 | ran |"),
-        ("junit", '<testsuite name="promptlib eval" tests="1" failures="0">'),
+        ("junit", '<testsuite name="promptlib eval" tests="1" failures="0" errors="0">'),
     ],
 )
 def test_report_formats_and_output_file(tmp_path: Path, fmt: str, marker: str) -> None:

@@ -498,16 +498,23 @@ def test_a_reader_waits_out_an_append_in_flight(ledger_path: Path) -> None:
 # --- Crash safety -------------------------------------------------------------------------
 
 
-def events(output: str) -> list[dict[str, Any]]:
-    return [json.loads(text) for text in output.splitlines()]
+def events(output: bytes) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in output.decode("utf-8").splitlines()]
 
 
-def start_writer(path: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start_writer(path: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a writer and wait for its "ready" line.
+
+    Its output is read unbuffered (binary, ``bufsize=0``): ``readline`` then takes exactly
+    one line from the pipe, and ``communicate`` later gets every byte after it. A buffered
+    text stream would read ahead, and ``communicate`` (which reads the pipe itself when
+    stdin is a pipe too) would lose the lines read ahead.
+    """
     child = subprocess.Popen(
         [sys.executable, str(WRITER), str(path), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        text=True,
+        bufsize=0,
         cwd=cwd,
     )
     assert child.stdout is not None
@@ -539,12 +546,12 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path: Path) -> No
         child = start_writer(
             path, *f"--tag k{kill} {sizes} --seed {kill} --announce-writes".split()
         )
-        early = ""
+        early = b""
         if kill % 2:
             # A uniformly random moment rarely falls inside the write itself (a few per
             # cent of an append), so every other kill waits for a large write to start.
             assert child.stdout is not None
-            while (text := child.stdout.readline()) and '"writing"' not in text:
+            while (text := child.stdout.readline()) and b'"writing"' not in text:
                 early += text
             time.sleep(rng.uniform(0.0, 0.001))
         else:
@@ -657,7 +664,7 @@ def test_concurrent_writers_never_interleave(ledger_path: Path) -> None:
     ]
     for child in children:
         assert child.stdin is not None
-        child.stdin.write("go\n")
+        child.stdin.write(b"go\n")
         child.stdin.flush()
     outputs = [child.communicate(timeout=120)[0] for child in children]
     assert [child.returncode for child in children] == [0] * writers

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import write
 from promptlib.errors import LoadError, NotFoundError
-from promptlib.library import Library, load
-from promptlib.loader import id_for_path, library_root_of, scan, scan_paths
+from promptlib.library.collection import Library, load
+from promptlib.library.loader import id_for_path, library_root_of, scan, scan_paths
 
 PROMPT = """\
 id: {id}
@@ -187,7 +187,7 @@ def test_load_rejects_missing_paths(tmp_path: Path) -> None:
 def test_validation_cache_reuses_unchanged_files_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from promptlib import loader
+    from promptlib.library import loader
 
     root = tmp_path / "prompts"
     make(root, "support.refund")

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 import promptlib
 from conftest import write
-from promptlib import manifest as manifest_module
 from promptlib.cli import app
+from promptlib.consumers import manifest as manifest_module
+from promptlib.consumers.manifest import check_manifest, lock_manifest, read_manifest
 from promptlib.errors import ConfigError, DriftError
-from promptlib.library import load
-from promptlib.manifest import check_manifest, lock_manifest, read_manifest, version_range
+from promptlib.library.collection import load
+from promptlib.versions import in_range, version_range
 
 RANGES = [
     # (range, version, matches?)
@@ -53,7 +54,7 @@ RANGES = [
 
 @pytest.mark.parametrize(("text", "version", "matches"), RANGES)
 def test_range_semantics(text: str, version: str, matches: bool) -> None:
-    assert manifest_module._in_range(version, version_range(text)) is matches
+    assert in_range(version, version_range(text)) is matches
 
 
 @pytest.mark.parametrize("text", ["", "banana", ">>2", "^", "2.0.0 ||| 3"])
@@ -75,9 +76,12 @@ BAD_MANIFESTS = [
     ),
     (
         "library: 'requests>=1'\nprompts:\n  a.b: '1.0.0'\n",
-        "library must be a requirement on promptlib, not 'requests'",
+        ":1: library: must be a requirement on promptlib, not 'requests'",
     ),
-    ("library: 'promptlib>=>1'\nprompts:\n  a.b: '1.0.0'\n", "library: Expected"),
+    (
+        "library: 'promptlib>=>1'\nprompts:\n  a.b: '1.0.0'\n",
+        ":1: library: 'promptlib>=>1' is not a requirement: Expected",
+    ),
     (
         "library: 'promptlib'\nprompts:\n  a.b: '1.0.0'\ncolour: red\n",
         "unknown key 'colour'; allowed: library, prompts",

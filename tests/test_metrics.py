@@ -1,4 +1,4 @@
-"""promptlib.metrics: one score in [0, 1] per example, as a suite configures it.
+"""promptlib.evals.metrics: one score in [0, 1] per example, as a suite configures it.
 
 Every table row is (output, references, options -> expected score). ROUGE rows are
 checked against the oracle, rouge-score's own ``RougeScorer``, with exact float equality
@@ -22,7 +22,7 @@ import pytest
 from rouge_score import rouge_scorer
 
 from promptlib.errors import ConfigError
-from promptlib.metrics import MetricSpec, build_metric, normalize_label, strip_placeholders
+from promptlib.evals.metrics import MetricSpec, build_metric, normalize_label, strip_placeholders
 
 ROW: dict[str, Any] = {"id": "r1"}
 

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import write
 from promptlib.errors import InputError, RenderError
-from promptlib.loader import scan
-from promptlib.prompt import Message, Prompt
+from promptlib.library.loader import scan
+from promptlib.library.prompt import Message, Prompt
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text(encoding="utf-8"))
@@ -43,7 +43,7 @@ def test_golden_render_pins_whitespace_rules(golden: dict[str, Prompt], prompt_i
 
 def test_fingerprint_is_stable_across_processes_and_hash_seeds() -> None:
     code = (
-        "from pathlib import Path; from promptlib.loader import scan; "
+        "from pathlib import Path; from promptlib.library.loader import scan; "
         f"r = scan(Path({str(GOLDEN / 'prompts')!r})); "
         "print({k: p.fingerprint for k, p in sorted(r.prompts.items())})"
     )

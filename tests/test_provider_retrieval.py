@@ -14,11 +14,11 @@ import pytest
 
 import promptlib
 from promptlib.errors import ConfigError, ProviderError
-from promptlib.model import OutputSpec
-from promptlib.prompt import Message
+from promptlib.library.messages import Message
+from promptlib.library.model import OutputSpec
 from promptlib.providers import create_provider
 from promptlib.providers import retrieval as retrieval_module
-from promptlib.providers.base import Request, Response
+from promptlib.providers.contract import Request, Response
 from promptlib.providers.retrieval import RetrievalProvider, tokenize
 
 Turn = tuple[str, str]
@@ -472,9 +472,9 @@ DETERMINISM_REQUESTS: list[dict[str, Any]] = (
 
 _PROBE = """
 import json, sys
-from promptlib.model import OutputSpec
-from promptlib.prompt import Message
-from promptlib.providers.base import Request
+from promptlib.library.model import OutputSpec
+from promptlib.library.messages import Message
+from promptlib.providers.contract import Request
 from promptlib.providers.retrieval import RetrievalProvider
 provider = RetrievalProvider()
 answers = []

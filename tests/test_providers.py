@@ -27,8 +27,8 @@ import pytest
 
 from _llm_server import LLMServer
 from promptlib.errors import ConfigError, ProviderError
-from promptlib.model import OutputSpec
-from promptlib.prompt import Message
+from promptlib.library.messages import Message
+from promptlib.library.model import OutputSpec
 from promptlib.providers import Provider, Request, Response, Usage, create_provider
 
 SENTINEL = "sk-SENTINEL-7f3c9a0e5b1d4e26"

@@ -1,4 +1,4 @@
-"""promptlib._rouge must give exactly the scores of rouge-score (0.1.2).
+"""promptlib.evals._rouge must give exactly the scores of rouge-score (0.1.2).
 
 rouge-score is the oracle: every comparison is exact float equality of precision, recall
 and fmeasure, for rouge1, rouge2, rougeL and rougeLsum, with and without stemming. The
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from rouge_score import rouge_scorer, tokenizers
 
-from promptlib import _rouge
-from promptlib._rouge import RougeScorer, Score
+from promptlib.evals import _rouge
+from promptlib.evals._rouge import RougeScorer, Score
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / "evals" / "datasets"

@@ -13,7 +13,7 @@ import tracemalloc
 import pytest
 
 from promptlib.errors import RenderError, UnsafeTemplateError
-from promptlib.render import Renderer, RenderLimits
+from promptlib.library.render import Renderer, RenderLimits
 
 MB = 1 << 20
 

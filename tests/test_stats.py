@@ -1,4 +1,4 @@
-"""The paired statistics of ``promptlib.stats``, checked against scipy and by simulation.
+"""The paired statistics of ``promptlib.compare.stats``, checked against scipy and by simulation.
 
 Tolerances are Monte Carlo errors, stated where they are used: a bootstrap percentile
 from B resamples has standard error ``sqrt(q(1-q)/B) / f(x_q)`` (``f`` the density of the
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from promptlib.stats import (
+from promptlib.compare.stats import (
     compare_paired,
     holm,
     mcnemar_exact,
@@ -233,7 +233,7 @@ DATA = [0.3, -0.1, 0.2, 0.0, 0.15, -0.25, 0.4, 0.05, -0.05, 0.1] * 3
 
 SCRIPT = """
 import json, sys
-from promptlib.stats import paired_bootstrap_ci, sign_flip_pvalue
+from promptlib.compare.stats import paired_bootstrap_ci, sign_flip_pvalue
 data, key = json.loads(sys.argv[1]), sys.argv[2]
 print(json.dumps([
     list(paired_bootstrap_ci(data, resamples=2000, seed=9, key=key)),

@@ -1,4 +1,4 @@
-"""promptlib.suite: loading suite files, choosing rows, inputs and references, run keys.
+"""promptlib.evals.suite: loading suite files, choosing rows, inputs and references, run keys.
 
 The corpus in tests/corpus/suites/ holds broken suite files. Each starts with one
 ``# expect: MESSAGE`` line per line of the ``ConfigError`` it must raise (in order) and,
@@ -21,10 +21,10 @@ import yaml
 from conftest import write
 from promptlib import load
 from promptlib.errors import ConfigError
-from promptlib.harness import run_key
-from promptlib.prompt import Prompt
-from promptlib.providers.base import Provider, Request, Response
-from promptlib.suite import Suite, load_suite, load_suites, select_suites
+from promptlib.evals.runner import run_key
+from promptlib.evals.suite import Suite, load_suite, load_suites, select_suites
+from promptlib.library.prompt import Prompt
+from promptlib.providers.contract import Provider, Request, Response
 
 CORPUS = Path(__file__).parent / "corpus" / "suites"
 FILES = sorted(CORPUS.glob("*.yaml"))

@@ -77,5 +77,5 @@ def test_sdist_carries_the_prompts_but_no_datasets(tmp_path: Path) -> None:
     inside = {n.removeprefix(top + "/") for n in names}
     assert "prompts/support/answer/cancel_order.yaml" in inside
     assert "prompts/_partials/support_voice.j2" in inside
-    assert "src/promptlib/render.py" in inside
+    assert "src/promptlib/library/render.py" in inside
     assert not [n for n in inside if n.startswith("evals/") or n.endswith(".jsonl")]

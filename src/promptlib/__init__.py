@@ -12,32 +12,39 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .api import evaluate as evaluate
+    from .api import evaluate_against as evaluate_against
     from .api import load as load
     from .errors import ConfigError as ConfigError
     from .errors import DatasetError as DatasetError
     from .errors import DriftError as DriftError
+    from .errors import GitError as GitError
     from .errors import InputError as InputError
     from .errors import LedgerError as LedgerError
     from .errors import LoadError as LoadError
+    from .errors import MissingDependencyError as MissingDependencyError
     from .errors import NotFoundError as NotFoundError
     from .errors import Problem as Problem
     from .errors import PromptlibError as PromptlibError
     from .errors import ProviderError as ProviderError
     from .errors import RenderError as RenderError
     from .errors import UnsafeTemplateError as UnsafeTemplateError
-    from .library import Library as Library
-    from .prompt import Message as Message
-    from .prompt import Prompt as Prompt
+    from .errors import VersionError as VersionError
+    from .library.collection import Library as Library
+    from .library.messages import Message as Message
+    from .library.prompt import Prompt as Prompt
 
 __all__ = [
     "ConfigError",
     "DatasetError",
     "DriftError",
+    "GitError",
     "InputError",
     "LedgerError",
     "Library",
     "LoadError",
     "Message",
+    "MissingDependencyError",
     "NotFoundError",
     "Problem",
     "Prompt",
@@ -45,7 +52,10 @@ __all__ = [
     "ProviderError",
     "RenderError",
     "UnsafeTemplateError",
+    "VersionError",
     "__version__",
+    "evaluate",
+    "evaluate_against",
     "load",
 ]
 
@@ -53,19 +63,24 @@ _WHERE = {
     "ConfigError": "errors",
     "DatasetError": "errors",
     "DriftError": "errors",
+    "GitError": "errors",
     "InputError": "errors",
     "LedgerError": "errors",
     "LoadError": "errors",
+    "MissingDependencyError": "errors",
     "NotFoundError": "errors",
     "Problem": "errors",
     "PromptlibError": "errors",
     "ProviderError": "errors",
     "RenderError": "errors",
     "UnsafeTemplateError": "errors",
-    "Library": "library",
+    "VersionError": "errors",
+    "Library": "library.collection",
+    "evaluate_against": "api",
+    "evaluate": "api",
     "load": "api",
-    "Message": "prompt",
-    "Prompt": "prompt",
+    "Message": "library.messages",
+    "Prompt": "library.prompt",
 }
 
 

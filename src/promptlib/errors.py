@@ -11,6 +11,7 @@ can act on them without parsing messages::
     │   └── UnsafeTemplateError          the sandbox stopped a template (unsafe access, limits)
     ├── NotFoundError(LookupError)       an unknown prompt id, release, suite or dataset
     ├── ConfigError(ValueError)          settings, suite, manifest or other input files
+    │   └── VersionError                 a version, bump, range or requirement that does not parse
     ├── DatasetError(ValueError)         a dataset file is missing or malformed
     ├── LedgerError(ValueError)          the ledger is corrupt, torn, or from a newer schema
     ├── ProviderError(RuntimeError)      a model provider failed (``retryable``: worth a retry)
@@ -42,6 +43,7 @@ __all__ = [
     "ProviderError",
     "RenderError",
     "UnsafeTemplateError",
+    "VersionError",
 ]
 
 
@@ -115,6 +117,10 @@ class NotFoundError(PromptlibError, LookupError):
 
 class ConfigError(PromptlibError, ValueError):
     """A settings, suite or manifest file (or a command-line value) is invalid."""
+
+
+class VersionError(ConfigError):
+    """A version, bump, version range or package requirement that does not parse."""
 
 
 class DatasetError(PromptlibError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from ..errors import DriftError, LoadError, PromptlibError, ProviderError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROVIDER = 0, 1, 2, 3
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROVIDER, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 app = typer.Typer(
     name="promptlib",
@@ -30,7 +31,8 @@ app = typer.Typer(
         "list, show and render use the library bundled with the installed package.\n\n"
         "Exit codes: 0 passed; 1 a gate failed (invalid files, regression, threshold, "
         "version bump, manifest drift); 2 usage or input error; 3 provider failure beyond "
-        "the error budget. Set PROMPTLIB_DEBUG=1 to see tracebacks."
+        "the error budget; 4 internal error (a bug in promptlib: please report it). Set "
+        "PROMPTLIB_DEBUG=1 to see tracebacks."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -127,26 +129,66 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+_PROJECT = inspect.Parameter(
+    "project",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
+        Path | None,
+        typer.Option(
+            "--project",
+            help="The project folder to work on (default: found from the current directory).",
+            file_okay=False,
+        ),
+    ],
+)
+
+
+def _exit_code(exc: PromptlibError) -> int:
+    if isinstance(exc, LoadError | DriftError):
+        return EXIT_GATE
+    if isinstance(exc, ProviderError):
+        return EXIT_PROVIDER
+    return EXIT_USAGE
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Map promptlib errors to exit codes and messages, without tracebacks."""
+    """Map errors to exit codes and messages, without tracebacks; accept ``--project``.
+
+    A ``PromptlibError`` is the user's to fix (exit 1 for a failed gate, 2 for bad input, 3
+    for a provider failure); any other exception is a bug in promptlib (exit 4), never
+    reported as a failed gate. ``PROMPTLIB_DEBUG=1`` re-raises either, with its traceback.
+    Every command also takes ``--project DIR`` after its name, like before it.
+    """
 
     @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: Any, project: Path | None = None, **kwargs: Any) -> Any:
+        if project is not None:
+            state.project = project
+        debug = os.environ.get("PROMPTLIB_DEBUG") == "1"
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except PromptlibError as exc:
-            if os.environ.get("PROMPTLIB_DEBUG") == "1":
+            if debug:
                 raise
-            code = EXIT_USAGE
-            if isinstance(exc, LoadError | DriftError):
-                code = EXIT_GATE
-            elif isinstance(exc, ProviderError):
-                code = EXIT_PROVIDER
-            raise fail(str(exc), code) from None
+            raise fail(str(exc), _exit_code(exc)) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug:
+                raise
+            raise fail(
+                f"promptlib hit a bug: {type(exc).__name__}: {exc}\n"
+                "This is not a problem with your files or a failed gate. Please report it, "
+                "with the command you ran; rerun with PROMPTLIB_DEBUG=1 for the traceback.",
+                EXIT_INTERNAL,
+            ) from None
 
-    return wrapper
+    signature = inspect.signature(func, eval_str=True)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), _PROJECT]
+    )
+    return wrapper  # type: ignore[return-value]

@@ -14,8 +14,8 @@ from ..settings import Settings
 from ._app import EXIT_GATE, app, console, fail, handle_errors, state
 
 if TYPE_CHECKING:  # the library stack is imported when a command runs, not for --help
-    from ..library import Library
-    from ..prompt import Prompt
+    from ..library.collection import Library
+    from ..library.prompt import Prompt
 
 
 class ListFormat(str, Enum):
@@ -33,7 +33,7 @@ def settings() -> Settings:
 
 
 def current_library() -> Library:
-    from ..library import load, prompts_dir_for
+    from ..library.collection import load, prompts_dir_for
 
     return load(prompts_dir_for(settings()))
 
@@ -68,8 +68,8 @@ def validate(
 
     Every problem is reported with file, line and key. Exit 1 if there is any error.
     """
-    from ..library import prompts_dir_for
-    from ..loader import ValidationCache, scan_paths
+    from ..library.collection import prompts_dir_for
+    from ..library.loader import ValidationCache, scan_paths
 
     resolved = settings()
     targets = list(paths) if paths else [prompts_dir_for(resolved)]
@@ -313,6 +313,6 @@ def render(
 @handle_errors
 def schema() -> None:
     """Print the JSON Schema of prompt files (for editor completion and checks)."""
-    from ..schema import prompt_file_schema
+    from ..library.schema import prompt_file_schema
 
     echo_json(prompt_file_schema())

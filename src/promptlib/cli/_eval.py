@@ -128,9 +128,10 @@ def eval_command(
     are reused. Exit 1 when a gate fails, 3 when the provider failed beyond the error
     budget.
     """
-    from ..cache import CacheMode
-    from ..evaluation import evaluate, report_text, write_output
-    from ..harness import EvalOptions
+    from ..evals.cache import CacheMode
+    from ..evals.run import evaluate
+    from ..evals.runner import EvalOptions
+    from ..reports import render, write_output
 
     cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
@@ -166,10 +167,10 @@ def eval_command(
     if output_format is EvalFormat.table:
         print_eval_table(report)
     else:
-        typer.echo(report_text(report, output_format.value))
+        typer.echo(render(report, output_format.value))
     if output is not None:
         kind = "markdown" if output_format is EvalFormat.table else output_format.value
-        write_output(output, report_text(report, kind))
+        write_output(output, render(report, kind))
     ran = sum(1 for o in report.outcomes if o.status == "ran")
     reused = sum(1 for o in report.outcomes if o.status == "reused")
     typer.echo(

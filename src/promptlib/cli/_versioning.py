@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from enum import Enum
 from pathlib import Path
@@ -20,35 +19,6 @@ class DiffFormat(str, Enum):
     markdown = "markdown"
 
 
-def _diff_markdown(diff: Any) -> str:
-    lines = [
-        f"### promptlib diff: {diff.base.label} -> {diff.head.label}",
-        "",
-        f"Required package bump: **{diff.bump}**.",
-        "",
-    ]
-    changed = diff.changed()
-    if not changed:
-        return "\n".join([*lines, "No prompt changed."]) + "\n"
-    lines += ["| prompt | change | bump | versions | what changed |", "|---|---|---|---|---|"]
-    for p in changed:
-        versions = f"{p.old.version if p.old else '-'} -> {p.new.version if p.new else '-'}"
-        what = "; ".join(c.what for c in p.changes)
-        lines.append(f"| `{p.id}` | {p.status} | {p.bump} | {versions} | {what} |")
-    for p in changed:
-        if p.text_diff:
-            lines += [
-                "",
-                f"<details><summary><code>{p.id}</code> text</summary>",
-                "",
-                "```diff",
-                p.text_diff.rstrip("\n"),
-                "```",
-                "</details>",
-            ]
-    return "\n".join(lines) + "\n"
-
-
 @app.command()
 @handle_errors
 def diff(
@@ -60,20 +30,17 @@ def diff(
     text: Annotated[bool, typer.Option("--text/--no-text", help="Show text diffs.")] = True,
 ) -> None:
     """Semantic diff against a release: what changed per prompt and the semver bump it needs."""
-    from ..diff import diff_snapshots
-    from ..library import load
-    from ..release import resolve_against
-    from ..releases import worktree_snapshot
+    from ..library.collection import load
+    from ..reports import render
+    from ..versioning.diff import diff_snapshots
+    from ..versioning.history import resolve_against, worktree_snapshot
 
     settings = Settings.resolve(state.project)
     root = settings.require_root()
     base = resolve_against(settings, ref)
     result = diff_snapshots(base, worktree_snapshot(root, load(root)))
-    if output_format is DiffFormat.json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
-        return
-    if output_format is DiffFormat.markdown:
-        typer.echo(_diff_markdown(result))
+    if output_format is not DiffFormat.table:
+        typer.echo(render(result, output_format.value))
         return
     typer.echo(f"{base.label} -> working tree: required bump {result.bump}")
     for p in result.changed():
@@ -101,7 +68,7 @@ def check(
 
     Exit 1 listing each problem with the version that would satisfy it.
     """
-    from ..release import check as run_check
+    from ..versioning.gate import check as run_check
 
     settings = Settings.resolve(state.project)
     report = run_check(settings, against)
@@ -140,7 +107,7 @@ def release(
     provider: Annotated[str | None, typer.Option(help="Provider for the evaluation.")] = None,
 ) -> None:
     """Release the library: bump versions, evaluate, write CHANGELOG, record the release."""
-    from ..release import release as run_release
+    from ..versioning.release import release as run_release
 
     settings = Settings.resolve(state.project)
     with progress_bar(enabled=not dry_run) as update:
@@ -170,6 +137,7 @@ def release(
 
 
 def _print_against_table(report: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -210,6 +178,14 @@ def _print_against_table(report: Any) -> None:
                 text,
             )
         out.print(table)
+    for o in report.candidate.provider_failures:
+        out.print(f"[red]{escape(f'{o.prompt}: job failed in {o.suite}: {o.failure}')}[/red]")
+    for o in report.baseline_failures:
+        out.print(
+            f"[red]{escape(f'{o.prompt}: baseline job failed in {o.suite}: {o.failure}')}[/red]"
+        )
+    for prompt_id, reason in sorted(report.not_compared.items()):
+        out.print(f"[red]{escape(f'{prompt_id}: changed, not compared ({reason})')}[/red]")
     for prompt_id, reason in sorted(report.not_comparable.items()):
         out.print(f"{prompt_id}: not comparable ({reason})")
     for prompt_id, status in sorted(report.statuses.items()):
@@ -228,8 +204,8 @@ def run_against(
     output: Path | None,
 ) -> None:
     """The body of ``eval --against`` (called by the eval command)."""
-    from ..compare import compare_against
-    from ..evaluation import report_text, write_output
+    from ..compare.against import compare_against
+    from ..reports import render, write_output
 
     settings = Settings.resolve(state.project)
     with progress_bar() as update:
@@ -248,19 +224,23 @@ def run_against(
     if output_format == "table":
         _print_against_table(report)
     else:
-        typer.echo(report_text(report, output_format))
-    markdown = report.to_markdown()
+        typer.echo(render(report, output_format))
+    markdown = render(report, "markdown")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown + "\n")
     if output is not None:
         write_output(
-            output, markdown if output_format == "table" else report_text(report, output_format)
+            output, markdown if output_format == "table" else render(report, output_format)
         )
     for o in report.candidate.provider_failures:
         typer.echo(f"error: {o.suite}/{o.prompt}: {o.failure}", err=True)
-    if report.candidate.provider_failures:
+    for o in report.baseline_failures:
+        typer.echo(f"error: {o.suite}/{o.prompt} (baseline): {o.failure}", err=True)
+    for prompt_id, reason in sorted(report.not_compared.items()):
+        typer.echo(f"error: {prompt_id}: changed, not compared ({reason})", err=True)
+    if report.provider_failures:
         raise typer.Exit(EXIT_PROVIDER)
     for c in report.regressions:
         typer.echo(
@@ -293,7 +273,7 @@ ManifestOption = Annotated[
 @handle_errors
 def manifest_lock(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> None:
     """Resolve the manifest against the installed library and write prompt_manifest.lock."""
-    from ..manifest import lock_manifest, lock_path_for
+    from ..consumers.manifest import lock_manifest, lock_path_for
 
     lock = lock_manifest(manifest)
     for prompt_id, entry in lock["prompts"].items():
@@ -309,7 +289,7 @@ def manifest_lock(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> No
 @handle_errors
 def manifest_check(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> None:
     """Fail (exit 1) on any drift between the manifest, its lock and the installed library."""
-    from ..manifest import check_manifest, installed_version
+    from ..consumers.manifest import check_manifest, installed_version
 
     drifts = check_manifest(manifest)
     for drift in drifts:

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ProviderError
-from .base import Provider, Request, Response, parse_options, response_from_data
+from .contract import Provider, Request, Response, parse_options, response_from_data
 
 __all__ = ["CommandProvider"]
 

@@ -67,8 +67,8 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError, MissingDependencyError, ProviderError
-from ..model import ModelParams
-from .base import Provider, Request, Response, Usage, parse_options
+from ..library.model import ModelParams
+from .contract import Provider, Request, Response, Usage, parse_options
 
 try:
     import openai

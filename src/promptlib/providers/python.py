@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._canonical import file_sha256
 from ..errors import ProviderError
-from .base import Provider, Request, Response, parse_options, response_from_data
+from .contract import Provider, Request, Response, parse_options, response_from_data
 
 __all__ = ["PythonProvider"]
 

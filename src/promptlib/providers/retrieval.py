@@ -76,8 +76,8 @@ from importlib import metadata
 from typing import Any, TypeVar, cast
 
 from ..errors import ConfigError, MissingDependencyError, ProviderError
-from ..prompt import Message
-from .base import Provider, Request, Response
+from ..library.messages import Message
+from .contract import Provider, Request, Response
 
 try:
     import bm25s  # type: ignore[import-untyped]

@@ -37,9 +37,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._yaml import format_key, read_yaml
+from .._yaml import format_key, read_yaml
+from ..errors import ConfigError
 from .dataset import Dataset, load_dataset
-from .errors import ConfigError
 from .metrics import Metric, MetricSpec, build_metric
 
 __all__ = ["Suite", "SuiteFile", "load_suites", "select_suites"]

@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._canonical import canonical_json, sha256_hex, sha256_of
-from .errors import ConfigError
+from .._canonical import canonical_json, sha256_hex, sha256_of
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     # Imported when a response is read (``get``): importing the provider contract pulls
     # in the prompt model, pydantic and Jinja, which commands that only need ``CacheMode``
     # (every ``promptlib`` invocation registers ``eval``'s options) should not pay for.
-    from .providers.base import Request, Response
+    from ..providers.contract import Request, Response
 
 __all__ = ["CacheMode", "ResponseCache"]
 
@@ -89,7 +89,7 @@ class ResponseCache:
         if row is None:
             return None
         self.hits += 1
-        from .providers.base import Response
+        from ..providers.contract import Response
 
         return Response.from_dict(_loads(row[0]))
 

@@ -50,7 +50,7 @@ from functools import cached_property
 from importlib import metadata
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Metric", "MetricSpec", "build_metric", "normalize_label", "strip_placeholders"]
 

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._canonical import sha256_of
 from ..errors import ConfigError, ProviderError
-from ..model import OutputSpec
-from ..prompt import Message
+from ..library.messages import Message
+from ..library.model import OutputSpec
 
 __all__ = ["Provider", "Request", "Response", "Usage", "parse_options", "response_from_data"]
 

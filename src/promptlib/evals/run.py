@@ -8,22 +8,20 @@ report renders as JSON, Markdown or JUnit XML here; the CLI draws the terminal t
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
+from ..errors import ConfigError
+from ..ledger import Ledger
+from ..library.collection import Library, load
+from ..library.prompt import Prompt
+from ..providers import Provider, create_provider
+from ..settings import Settings
 from .cache import CacheMode, ResponseCache
-from .errors import ConfigError
-from .harness import EvalOptions, Job, JobResult, plan_jobs, run_jobs
-from .ledger import Ledger
-from .library import Library, load
-from .prompt import Prompt
-from .providers import Provider, create_provider
-from .settings import Settings
+from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .suite import Suite, load_suites, select_suites
 
 __all__ = [
@@ -72,87 +70,6 @@ class EvalReport:
     @property
     def provider_failures(self) -> list[PromptOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "ledger": self.ledger,
-            "passed": not self.gate_failures and not self.provider_failures,
-            "results": [
-                {
-                    "suite": o.suite,
-                    "prompt": o.prompt,
-                    "version": o.version,
-                    "status": o.status,
-                    "metrics": o.results,
-                    "gates": {k: {"threshold": t, "passed": ok} for k, (t, ok) in o.gates.items()},
-                    "errors": o.errors,
-                    "calls": o.calls,
-                    "cached": o.cached,
-                    "seconds": o.seconds,
-                    "failure": o.failure,
-                }
-                for o in self.outcomes
-            ],
-        }
-
-    def to_markdown(self) -> str:
-        lines = [f"### promptlib eval ({self.provider})", ""]
-        by_suite: dict[str, list[PromptOutcome]] = {}
-        for outcome in self.outcomes:
-            by_suite.setdefault(outcome.suite, []).append(outcome)
-        for suite, outcomes in by_suite.items():
-            metrics = sorted({m for o in outcomes for m in o.results})
-            lines.append(f"**{suite}**")
-            lines.append("")
-            lines.append("| prompt | version | " + " | ".join(metrics) + " | n | status |")
-            lines.append("|---|---|" + "---:|" * len(metrics) + "---:|---|")
-            for o in outcomes:
-                cells = []
-                for m in metrics:
-                    value = o.results.get(m)
-                    text = "" if value is None else f"{value['mean']:.3f}"
-                    gate = o.gates.get(m)
-                    if gate is not None and not gate[1]:
-                        text += f" ❌ (< {gate[0]:g})"
-                    cells.append(text)
-                n = max((int(v["n"]) for v in o.results.values()), default=0)
-                status = (
-                    o.status if o.passed else ("failed" if o.status == "failed" else "gate failed")
-                )
-                lines.append(
-                    f"| `{o.prompt}` | {o.version} | " + " | ".join(cells) + f" | {n} | {status} |"
-                )
-            lines.append("")
-        return "\n".join(lines)
-
-    def to_junit(self) -> str:
-        cases = []
-        failures = 0
-        for o in self.outcomes:
-            name = quoteattr(f"{o.suite}/{o.prompt}")
-            body = ""
-            if o.status == "failed":
-                failures += 1
-                body = f"<error message={quoteattr(o.failure or 'failed')}/>"
-            elif not o.passed:
-                failures += 1
-                text = "; ".join(
-                    f"{m} {o.results[m]['mean']:.4f} < {t:g}"
-                    for m, (t, ok) in o.gates.items()
-                    if not ok
-                )
-                body = f"<failure message={quoteattr(text)}>{escape(text)}</failure>"
-            cases.append(
-                f'  <testcase classname="promptlib.eval" name={name} time="{o.seconds:.3f}">'
-                f"{body}</testcase>"
-            )
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name="promptlib eval" tests="{len(cases)}" failures="{failures}">\n'
-            + "\n".join(cases)
-            + "\n</testsuite>\n"
-        )
 
 
 def open_provider(settings: Settings, name: str | None = None) -> Provider:
@@ -322,22 +239,3 @@ def evaluate(
         ledger=batch.ledger,
         repaired=batch.repaired,
     )
-
-
-def report_text(report: EvalReport | Any, output_format: str) -> str:
-    """A report (of ``eval`` or ``eval --against``) as json, markdown or junit text."""
-    if output_format == "json":
-        return json.dumps(report.to_json(), indent=2)
-    if output_format == "markdown":
-        return report.to_markdown()
-    if output_format == "junit":
-        return report.to_junit()
-    raise ConfigError(f"unknown format {output_format!r}")
-
-
-def write_output(path: Path, text: str) -> None:
-    """Write a report file atomically (no partial file on a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    os.replace(temporary, path)

@@ -29,8 +29,8 @@ from typing import Any
 from jinja2 import nodes
 from pydantic import BaseModel, ValidationError
 
-from ._yaml import Document, KeyPath, describe_coercion, format_key, read_yaml
-from .errors import Problem, RenderError
+from .._yaml import Document, KeyPath, describe_coercion, format_key, read_yaml
+from ..errors import Problem, RenderError
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
 from .prompt import Prompt, check_inputs, check_value
 from .render import ParsedTemplate, Renderer, TemplateProblem
@@ -518,11 +518,11 @@ class ValidationCache:
 
 @lru_cache(maxsize=1)
 def _code_stamp() -> str:
-    package = Path(__file__).parent
+    package = Path(__file__).resolve().parent.parent
     parts = [_version()]
-    for module in sorted(package.glob("*.py")):
+    for module in sorted(package.rglob("*.py")):
         stat = module.stat()
-        parts.append(f"{module.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(f"{module.relative_to(package).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
 
 

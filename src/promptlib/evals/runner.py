@@ -37,14 +37,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import _git
-from ._canonical import sha256_of
+from .. import _git
+from .._canonical import sha256_of
+from ..errors import InputError, ProviderError, RenderError
+from ..library.prompt import Prompt
+from ..providers.contract import Provider, Request, Response
+from ..settings import RetryPolicy
 from .cache import ResponseCache
 from .dataset import Dataset
-from .errors import InputError, ProviderError, RenderError
-from .prompt import Prompt
-from .providers.base import Provider, Request, Response
-from .settings import RetryPolicy
 from .suite import Suite
 
 __all__ = [

@@ -14,7 +14,6 @@ locks use, so its format is pinned by golden tests and only ever changes with a 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,26 +21,16 @@ from typing import Any
 import jinja2
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from ._canonical import sha256_of
-from .errors import InputError, RenderError
+from .._canonical import sha256_of
+from ..errors import InputError, RenderError
+from ..versions import Version, parse_version
+from .messages import Message
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
 from .render import ParsedTemplate, Renderer
-from .versioning import Version, parse_version
 
 __all__ = ["FINGERPRINT_FORMAT", "Message", "Prompt", "check_inputs"]
 
 FINGERPRINT_FORMAT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One rendered chat message."""
-
-    role: str
-    content: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
 
 
 _STRICT = ConfigDict(strict=True)

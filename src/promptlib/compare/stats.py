@@ -29,7 +29,10 @@ sides scored.
   is worth.
 
 0/1 metrics averaged over ``--repeats`` give fractional per-example scores; those are
-compared with the sign-flip test, like continuous metrics.
+compared with the sign-flip test, like continuous metrics, but the metric's kind (not the
+values) decides the variance floor of the minimum detectable effect, so identical answers
+repeated twice are not evidence of no change. Scores must be finite: a NaN or infinity is
+a ``ValueError`` naming the comparison, never a verdict.
 
 Randomness comes from numpy's PCG64 seeded with ``SeedSequence([seed, sha256(key)])``,
 where ``key`` names the comparison, so results are identical across runs and machines.
@@ -210,6 +213,13 @@ def compare_paired(
     """Paired comparison of two score lists (same examples, same order)."""
     if len(baseline) != len(candidate):
         raise ValueError("paired comparison needs two lists of the same length")
+    for side, values in (("baseline", baseline), ("candidate", candidate)):
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            raise ValueError(
+                f"paired comparison needs finite scores; {side}[{bad}] is {values[bad]!r} "
+                f"(key {key})"
+            )
     n = len(baseline)
     diffs = [c - b for b, c in zip(baseline, candidate, strict=True)]
     if n == 0:
@@ -221,8 +231,10 @@ def compare_paired(
     sd = math.sqrt(math.fsum((d - mean_diff) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
     low, high = paired_bootstrap_ci(diffs, resamples=resamples, seed=seed, key=key)
     discordant = None
-    binary = binary and all(v in (0.0, 1.0) for v in (*baseline, *candidate))
-    if binary:
+    # The metric's kind decides the variance floor below; only scores that are all 0 or 1
+    # (not 0/1 answers averaged over repeats) can take the exact McNemar test.
+    zero_one = binary and all(v in (0.0, 1.0) for v in (*baseline, *candidate))
+    if zero_one:
         b = sum(1 for x, y in zip(baseline, candidate, strict=True) if x > y)
         c = sum(1 for x, y in zip(baseline, candidate, strict=True) if y > x)
         p_value = mcnemar_exact(b, c)

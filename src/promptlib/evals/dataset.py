@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from ._canonical import sha256_hex
-from .errors import DatasetError
+from .._canonical import sha256_hex
+from ..errors import DatasetError
 
 __all__ = ["Dataset", "load_dataset"]
 

@@ -31,12 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._canonical import sha256_hex
-from ._yaml import read_yaml
-from .errors import ConfigError, DriftError
-from .library import Library
+from .._canonical import sha256_hex
+from .._yaml import read_yaml
+from ..errors import ConfigError, DriftError, VersionError
+from ..library.collection import Library
+from ..versions import in_range, parse_requirement, requirement_allows, version_range
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 __all__ = [
     "LOCK_FORMAT",
@@ -47,52 +51,9 @@ __all__ = [
     "lock_path_for",
     "pinned_library",
     "read_manifest",
-    "version_range",
 ]
 
 LOCK_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class _Exact:
-    """An exact version range (``2.1.0``, ``=2.1.0``, ``v2.1.0``), pre-releases included."""
-
-    version: Any
-
-    def __contains__(self, version: Any) -> bool:
-        return bool(version == self.version)
-
-
-def version_range(text: str) -> Any:
-    """Parse an npm-style version range (commas allowed between comparators)."""
-    import semantic_version
-
-    normalised = " ".join(text.replace(",", " ").split())
-    bare = normalised.lstrip("=v").strip()
-    if normalised and " " not in normalised:
-        try:
-            # npm reads a lone version as "exactly this version"; semantic_version's NpmSpec
-            # lets 2.1.0 satisfy "2.1.0-rc.1", so exact versions are compared here.
-            return _Exact(semantic_version.Version(bare))
-        except ValueError:
-            pass
-    try:
-        if not normalised:
-            raise ValueError("empty")
-        return semantic_version.NpmSpec(normalised)
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not a version range; use e.g. 2.1.0, ^2.1, ~2.1.0 or >=2.0.0, <3.0.0"
-        ) from None
-
-
-def _in_range(version: str, spec: Any) -> bool:
-    import semantic_version
-
-    try:
-        return semantic_version.Version(version) in spec
-    except ValueError:
-        return False
 
 
 def installed_version() -> str:
@@ -110,18 +71,11 @@ class Manifest:
     prompts: Mapping[str, str]
     sha256: str
 
-    def requirement(self) -> Any:
-        from packaging.requirements import InvalidRequirement, Requirement
-
+    def requirement(self) -> Requirement:
         try:
-            requirement = Requirement(self.library)
-        except InvalidRequirement as exc:
+            return parse_requirement(self.library)
+        except VersionError as exc:
             raise ConfigError(f"{self.path}: library: {exc}") from None
-        if requirement.name.lower() != "promptlib":
-            raise ConfigError(
-                f"{self.path}: library must be a requirement on promptlib, not {requirement.name!r}"
-            )
-        return requirement
 
 
 def lock_path_for(manifest: Path) -> Path:
@@ -153,6 +107,11 @@ def read_manifest(path: Path) -> Manifest:
             f"{path}:{doc.line_of(('library',))}: 'library' must be a requirement such as "
             '"promptlib>=2.1,<3"'
         )
+    else:
+        try:
+            parse_requirement(library)
+        except VersionError as exc:
+            problems.append(f"{path}:{doc.line_of(('library',))}: library: {exc}")
     prompts = data.get("prompts")
     if not isinstance(prompts, dict) or not prompts:
         problems.append(
@@ -171,15 +130,13 @@ def read_manifest(path: Path) -> Manifest:
             problems.append(f"{path}:{line}: prompts.{prompt_id}: {exc}")
     if problems:
         raise ConfigError("\n".join(problems))
-    manifest = Manifest(path, str(library), dict(prompts), sha256_hex(raw))
-    manifest.requirement()
-    return manifest
+    return Manifest(path, str(library), dict(prompts), sha256_hex(raw))
 
 
 def _drift_against_installed(manifest: Manifest, library: Library, version: str) -> list[str]:
     drifts: list[str] = []
     requirement = manifest.requirement()
-    if not requirement.specifier.contains(version, prereleases=True):
+    if not requirement_allows(requirement, version):
         drifts.append(
             f"installed promptlib {version} is outside {manifest.library!r}: install a matching "
             f"release (pip install '{manifest.library}') or change the requirement"
@@ -192,7 +149,7 @@ def _drift_against_installed(manifest: Manifest, library: Library, version: str)
                 "release that has it or remove it from the manifest"
             )
             continue
-        if not _in_range(str(prompt.version), version_range(text)):
+        if not in_range(str(prompt.version), version_range(text)):
             drifts.append(
                 f"{prompt_id}: installed version {prompt.version} is outside {text!r}; install a "
                 "matching promptlib release or widen the range, then run `promptlib manifest lock`"
@@ -206,7 +163,7 @@ def lock_manifest(manifest_path: Path, library: Library | None = None) -> dict[s
     Raises ``DriftError`` (and writes nothing) when the installed library does not satisfy
     the manifest.
     """
-    from .library import load
+    from ..library.collection import load
 
     manifest = read_manifest(manifest_path)
     library = library if library is not None else load()
@@ -246,7 +203,7 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
 
 def check_manifest(manifest_path: Path, library: Library | None = None) -> list[str]:
     """Every drift between the manifest, its lock and the installed library (empty: ok)."""
-    from .library import load
+    from ..library.collection import load
 
     manifest = read_manifest(manifest_path)
     library = library if library is not None else load()
@@ -279,7 +236,7 @@ def check_manifest(manifest_path: Path, library: Library | None = None) -> list[
 
 def pinned_library(manifest_path: Path, library: Library | None = None) -> Library:
     """Only the manifest's prompts, after a full drift check; ``DriftError`` on any drift."""
-    from .library import load
+    from ..library.collection import load
 
     library = library if library is not None else load()
     drifts = check_manifest(manifest_path, library)

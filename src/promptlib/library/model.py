@@ -145,7 +145,7 @@ class PromptFile(_Strict):
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        from .versioning import parse_version
+        from ..versions import parse_version
 
         parse_version(value)
         return value

@@ -1,14 +1,8 @@
-"""``promptlib check`` (the pull-request gate) and ``promptlib release``.
+"""``promptlib release``: bump versions, evaluate, write the CHANGELOG, record the release.
 
-``check`` validates the library, diffs it against a release (default: the latest in the
-ledger) and verifies that every changed prompt's declared version, and the package
-version, are at least what the change requires, and that CHANGELOG.md describes the
-pending version (a ``## [X.Y.Z]`` section, or an ``## [Unreleased]`` section naming every
-changed prompt). Each problem says which version would satisfy it.
-
-``release`` computes the bump (or checks a requested one is enough), writes the new prompt
-and package versions, evaluates what the ledger lacks (reusing every run it has), writes
-the CHANGELOG section with score deltas against the previous release, appends the release
+It computes the bump (or checks a requested one is enough), writes the new prompt and
+package versions, evaluates what the ledger lacks (reusing every run it has), writes the
+CHANGELOG section with score deltas against the previous release, appends the release
 record, and, with ``commit=True``, commits and tags ``vX.Y.Z``. It never pushes.
 ``dry_run`` computes and returns the plan and changes no file.
 """
@@ -22,19 +16,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import _git
+from .. import _git
+from ..errors import ConfigError, LoadError
+from ..evals.run import EvalReport, evaluate, latest_runs
+from ..evals.runner import EvalOptions
+from ..ledger import Ledger
+from ..library.collection import Library, load
+from ..library.loader import scan
+from ..settings import Settings
+from ..versions import Bump, apply_bump, parse_version, write_project_version
 from .diff import LibraryDiff, PromptDiff, diff_snapshots
-from .errors import ConfigError, LoadError, Problem
-from .evaluation import EvalReport, evaluate, latest_runs
-from .harness import EvalOptions
-from .ledger import Ledger
-from .library import Library, load
-from .loader import scan
-from .releases import Snapshot, latest_release, release_record, resolve, worktree_snapshot
-from .settings import Settings
-from .versioning import Bump, Version, apply_bump, parse_version
+from .gate import SECTION, reasons, required_version
+from .history import latest_release, release_record, worktree_snapshot
 
-__all__ = ["CheckReport", "ReleasePlan", "check", "plan_release", "release"]
+__all__ = ["ReleasePlan", "plan_release", "release"]
 
 CHANGELOG_HEADER = """# Changelog
 
@@ -46,105 +41,7 @@ All notable changes to this project are documented in this file. The format is b
 ## [Unreleased]
 """
 
-_VERSION_LINE = re.compile(r'(?m)^(version\s*=\s*")([^"]+)(")')
 _PROMPT_VERSION = re.compile(r"(?m)^(version:\s*)(\S+)(\s*(?:#.*)?)$")
-_SECTION = re.compile(r"(?m)^## \[([^\]]+)\]")
-
-
-@dataclass
-class CheckReport:
-    problems: list[str]
-    diff: LibraryDiff | None
-    base: Snapshot | None
-    validation: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not self.validation
-
-
-def _changelog_sections(text: str) -> dict[str, str]:
-    """``## [name]`` section bodies by name."""
-    matches = list(_SECTION.finditer(text))
-    sections = {}
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        sections[match.group(1)] = text[match.end() : end]
-    return sections
-
-
-def _required(change: PromptDiff) -> Version | None:
-    if change.old is None or change.bump is Bump.NONE:
-        return None
-    return apply_bump(parse_version(change.old.version), change.bump)
-
-
-def _reasons(change: PromptDiff, limit: int = 3) -> str:
-    worst = [c.what for c in change.changes if c.bump is change.bump]
-    text = "; ".join(worst[:limit])
-    return text + (f"; and {len(worst) - limit} more" if len(worst) > limit else "")
-
-
-def check(settings: Settings, against: str | None = None) -> CheckReport:
-    """The pull-request gate (see the module docstring)."""
-    root = settings.require_root()
-    result = scan(root / "prompts")
-    if result.problems:
-        return CheckReport([], None, None, validation=list(result.problems))
-    library = Library(result.prompts, root=root / "prompts", partials=result.partials)
-    ledger = Ledger(_ledger_path(settings))
-    base = latest_release(ledger) if against in (None, "latest") else resolve(root, against, ledger)
-    if base is None:
-        if against == "latest":
-            raise ConfigError("no release in the ledger yet; `promptlib release` makes the first")
-        return CheckReport([], None, None)
-    head = worktree_snapshot(root, library)
-    diff = diff_snapshots(base, head)
-    problems: list[str] = []
-    for change in diff.changed():
-        required = _required(change)
-        if required is None or change.new is None:
-            continue
-        declared = parse_version(change.new.version)
-        if declared < required:
-            problems.append(
-                f"{change.id}: declares {declared} but the {change.bump} change needs at least "
-                f"{required} (from {change.old.version if change.old else '-'}): {_reasons(change)}"
-            )
-    if diff.bump is not Bump.NONE and base.version:
-        needed = apply_bump(parse_version(base.version), diff.bump)
-        declared_package = parse_version(head.version or "0.0.0")
-        if declared_package < needed:
-            problems.append(
-                f"package version {declared_package} in pyproject.toml must be at least {needed} "
-                f"(a {diff.bump} release after {base.version})"
-            )
-        pending = str(max(declared_package, needed))
-        problems.extend(_changelog_problems(root, pending, base.version, diff))
-    return CheckReport(problems, diff, base)
-
-
-def _changelog_problems(root: Path, pending: str, released: str, diff: LibraryDiff) -> list[str]:
-    path = root / "CHANGELOG.md"
-    if not path.is_file():
-        return ["CHANGELOG.md is missing; add one with an [Unreleased] section naming the changes"]
-    sections = _changelog_sections(path.read_text(encoding="utf-8"))
-    if pending != released and pending in sections:
-        return []
-    unreleased = sections.get("Unreleased")
-    if unreleased is None:
-        return [
-            f"CHANGELOG.md has no section for {pending} and no [Unreleased] section; add "
-            "'## [Unreleased]' naming the changed prompts (or run `promptlib release`)"
-        ]
-    missing = [c.id for c in diff.changed() if c.id not in unreleased]
-    if missing:
-        return [
-            "CHANGELOG.md: the [Unreleased] section does not mention "
-            + ", ".join(missing)
-            + f" (or add a section for {pending})"
-        ]
-    return []
 
 
 def _ledger_path(settings: Settings) -> Path:
@@ -192,13 +89,13 @@ def plan_release(
         raise ConfigError(f"nothing to release: no prompt changed since v{base.version}")
     try:
         chosen = required if bump == "auto" else Bump.parse(bump)
-    except ValueError as exc:
+    except ConfigError as exc:
         raise ConfigError(f"--bump: {exc} (or auto)") from None
     if chosen < required:
         worst = next(c for c in diff.changed() if c.bump is required)
         raise ConfigError(
             f"--bump {chosen} is too small: the changes need a {required} release "
-            f"({worst.id}: {_reasons(worst, 1)})"
+            f"({worst.id}: {reasons(worst, 1)})"
         )
     computed = apply_bump(parse_version(base.version or "0.0.0"), chosen)
     version = str(max(computed, declared_package))
@@ -207,7 +104,7 @@ def plan_release(
         if change.new is None:
             continue
         declared = parse_version(change.new.version)
-        needed = _required(change)
+        needed = required_version(change)
         final = max(declared, needed) if needed is not None else declared
         versions[change.id] = (str(declared), str(final))
     deltas = _score_deltas(settings, diff)
@@ -282,12 +179,12 @@ def _section(
 def _write_changelog(root: Path, section: str) -> None:
     path = root / "CHANGELOG.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else CHANGELOG_HEADER
-    sections = list(_SECTION.finditer(text))
+    sections = list(SECTION.finditer(text))
     unreleased = next((m for m in sections if m.group(1) == "Unreleased"), None)
     if unreleased is None:
         first = sections[0].start() if sections else len(text)
         text = text[:first].rstrip("\n") + "\n\n## [Unreleased]\n\n" + text[first:].lstrip("\n")
-        sections = list(_SECTION.finditer(text))
+        sections = list(SECTION.finditer(text))
         unreleased = next(m for m in sections if m.group(1) == "Unreleased")
     after = [m for m in sections if m.start() > unreleased.start()]
     end = after[0].start() if after else len(text)
@@ -371,7 +268,7 @@ def release(
         if declared != final and prompt.path is not None:
             _set_version(prompt.path, _PROMPT_VERSION, final, "top-level 'version:'")
             plan.files.append(str(prompt.path.relative_to(root)))
-    if _set_version(root / "pyproject.toml", _VERSION_LINE, plan.version, "'version = \"...\"'"):
+    if write_project_version(root / "pyproject.toml", plan.version):
         plan.files.append("pyproject.toml")
     library = load(root)
     problems = [p for p in scan(root / "prompts").problems]
@@ -421,17 +318,3 @@ def release(
         plan.committed = _git.commit_of(root)
         plan.tagged = f"v{plan.version}"
     return plan
-
-
-def resolve_against(settings: Settings, ref: str | None) -> Snapshot:
-    """The snapshot to compare with: ``ref``, else (or for ``latest``) the latest release."""
-    root = settings.require_root()
-    ledger = Ledger(_ledger_path(settings))
-    if ref is not None and ref != "latest":
-        return resolve(root, ref, ledger)
-    latest = latest_release(ledger)
-    if latest is None:
-        raise ConfigError(
-            "no release in the ledger yet; run `promptlib release` first or name a git ref"
-        )
-    return latest

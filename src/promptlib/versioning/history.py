@@ -23,71 +23,31 @@ fingerprint.
 from __future__ import annotations
 
 import io
-import re
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import _git
-from .errors import GitError, LedgerError, LoadError, NotFoundError
-from .ledger import Ledger
-from .library import Library
-from .loader import scan
-from .prompt import Prompt
-from .versioning import Bump, Version, parse_version
+from .. import _git
+from ..errors import ConfigError, GitError, LoadError, NotFoundError
+from ..ledger import Ledger
+from ..library.collection import Library
+from ..library.loader import scan
+from ..library.prompt import Prompt
+from ..settings import Settings
+from ..versions import Bump, Version, parse_version, read_project_version
+from .snapshot import PromptState, Snapshot
 
 __all__ = [
-    "PromptState",
-    "Snapshot",
     "latest_release",
     "release_record",
     "releases",
     "resolve",
+    "resolve_against",
     "worktree_snapshot",
 ]
-
-
-@dataclass(frozen=True)
-class PromptState:
-    """A prompt as a snapshot holds it: identity, behaviour content and metadata."""
-
-    id: str
-    version: str
-    fingerprint: str
-    behaviour: Mapping[str, Any]
-    metadata: Mapping[str, Any]
-
-
-@dataclass
-class Snapshot:
-    """The prompts of a library at one point: working tree, release or git ref."""
-
-    label: str
-    source: str  # "worktree", "release" or "git"
-    version: str | None
-    prompts: dict[str, PromptState]
-    commit: str | None = None
-    record: Mapping[str, Any] | None = None
-    _built: dict[str, Prompt] = field(default_factory=dict, repr=False)
-
-    def prompt(self, prompt_id: str) -> Prompt:
-        """The prompt, rebuilt from its behaviour content (cached)."""
-        built = self._built.get(prompt_id)
-        if built is None:
-            state = self.prompts[prompt_id]
-            built = Prompt.from_behaviour(state.id, state.version, state.behaviour, state.metadata)
-            if built.fingerprint != state.fingerprint:
-                raise LedgerError(
-                    f"{self.label}: prompt {prompt_id} rebuilds with fingerprint "
-                    f"{built.fingerprint}, not the recorded {state.fingerprint}; the record "
-                    "was written by an incompatible promptlib"
-                )
-            self._built[prompt_id] = built
-        return built
 
 
 def _state(prompt: Prompt) -> PromptState:
@@ -96,22 +56,13 @@ def _state(prompt: Prompt) -> PromptState:
     )
 
 
-def _read_package_version(pyproject: Path) -> str | None:
-    try:
-        text = pyproject.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    match = re.search(r'(?m)^version\s*=\s*"([^"]+)"', text)
-    return match.group(1) if match else None
-
-
 def worktree_snapshot(root: Path, library: Library) -> Snapshot:
     """The project's current files."""
     prompts = {pid: _state(p) for pid, p in library.items()}
     snapshot = Snapshot(
         "working tree",
         "worktree",
-        _read_package_version(root / "pyproject.toml"),
+        read_project_version(root / "pyproject.toml"),
         prompts,
         commit=_git.commit_of(root),
     )
@@ -202,7 +153,7 @@ def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
         result = scan(target / "prompts")
         if result.problems:
             raise LoadError(result.problems)
-        version = _read_package_version(target / "pyproject.toml")
+        version = read_project_version(target / "pyproject.toml")
         prompts = {pid: _state(p) for pid, p in result.prompts.items()}
     return Snapshot(f"{ref} (git {commit[:12]})", "git", version, prompts, commit=commit)
 
@@ -230,3 +181,18 @@ def resolve(root: Path, ref: str, ledger: Ledger) -> Snapshot:
         f"unknown release or git ref {ref!r}; releases in the ledger: {listed}",
         known=known,
     )
+
+
+def resolve_against(settings: Settings, ref: str | None) -> Snapshot:
+    """The snapshot to compare with: ``ref``, else (or for ``latest``) the latest release."""
+    root = settings.require_root()
+    assert settings.ledger_path is not None
+    ledger = Ledger(settings.ledger_path)
+    if ref is not None and ref != "latest":
+        return resolve(root, ref, ledger)
+    latest = latest_release(ledger)
+    if latest is None:
+        raise ConfigError(
+            "no release in the ledger yet; run `promptlib release` first or name a git ref"
+        )
+    return latest

@@ -15,17 +15,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import LoadError, NotFoundError, Problem
+from ..errors import LoadError, NotFoundError, Problem
+from ..settings import Settings
 from .loader import scan
 from .prompt import Prompt
-from .settings import Settings
 
 __all__ = ["Library", "bundled_prompts_dir", "library_root", "load", "prompts_dir_for"]
 
 
 def bundled_prompts_dir() -> Path:
     """The bundled library's folder, from an installed wheel or a source checkout."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     installed = package / "_bundled" / "prompts"
     if installed.is_dir():
         return installed

@@ -54,7 +54,7 @@ from jinja2.idtracking import VAR_LOAD_RESOLVE
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from .errors import RenderError, UnsafeTemplateError
+from ..errors import RenderError, UnsafeTemplateError
 
 __all__ = [
     "DEFAULT_LIMITS",

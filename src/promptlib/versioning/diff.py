@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .releases import PromptState, Snapshot
-from .versioning import Bump
+from ..versions import Bump
+from .snapshot import PromptState, Snapshot
 
 __all__ = ["Change", "LibraryDiff", "PromptDiff", "diff_prompt", "diff_snapshots"]
 
@@ -60,19 +60,6 @@ class PromptDiff:
     def bump(self) -> Bump:
         return max((c.bump for c in self.changes), default=Bump.NONE)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "bump": str(self.bump),
-            "old_version": self.old.version if self.old else None,
-            "new_version": self.new.version if self.new else None,
-            "old_fingerprint": self.old.fingerprint if self.old else None,
-            "new_fingerprint": self.new.fingerprint if self.new else None,
-            "changes": [{"bump": str(c.bump), "what": c.what} for c in self.changes],
-            "text_diff": self.text_diff,
-        }
-
 
 @dataclass
 class LibraryDiff:
@@ -86,15 +73,6 @@ class LibraryDiff:
 
     def changed(self) -> list[PromptDiff]:
         return [p for p in self.prompts if p.status != "unchanged"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "base": {"label": self.base.label, "version": self.base.version},
-            "head": {"label": self.head.label, "version": self.head.version},
-            "bump": str(self.bump),
-            "prompts": [p.to_json() for p in self.changed()],
-            "unchanged": sum(1 for p in self.prompts if p.status == "unchanged"),
-        }
 
 
 # Keywords whose value maps *names* to subschemas: the names are data, not annotations.

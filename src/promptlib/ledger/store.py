@@ -57,8 +57,8 @@ from typing import Any, Final, Literal, NoReturn
 
 import filelock
 
-from ._canonical import canonical_json, sha256_of
-from .errors import LedgerError, Problem
+from .._canonical import canonical_json, sha256_of
+from ..errors import LedgerError, Problem
 
 __all__ = [
     "KINDS",

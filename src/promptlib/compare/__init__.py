@@ -1,0 +1,1 @@
+"""Comparing with a release: paired statistics (``stats``) and ``eval --against`` (``against``)."""

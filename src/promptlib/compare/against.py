@@ -1,0 +1,377 @@
+"""``promptlib eval --against REF``: the candidate library against a release, paired.
+
+Every prompt is *added*, *removed*, *unchanged* (same fingerprint: the same runs serve
+both sides, so no provider call is made when the ledger has them) or *changed*. Scores
+come from the ledger when a run's key is there; otherwise they are evaluated (the baseline
+from the release record's content) and appended. A changed prompt whose suite can no
+longer render the baseline (its inputs changed incompatibly) is *not comparable*.
+
+For changed prompts, every metric of every suite that scores them is compared on every
+example both sides attempted, with the paired statistics of ``promptlib.compare.stats``.
+An example that failed on one side only (a provider error, a render error, an example
+skipped past the error budget) counts as a score of 0 for that side: intention to treat,
+so that a candidate cannot look better by failing on the hard examples. Each comparison
+reports ``n`` (examples compared), ``n_shared`` (scored by both sides) and the failures of
+each side. The Holm correction runs over all comparisons of the invocation.
+
+Nothing is dropped silently. A changed prompt whose baseline or candidate job failed
+beyond the error budget is reported as *not compared* with the reason, and the result is a
+provider failure (exit 3), never a pass. Otherwise the command fails (exit 1) on a
+``regressed`` verdict or a failed gate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..evals.cache import CacheMode
+from ..evals.metrics import Metric
+from ..evals.run import (
+    EvalReport,
+    PromptOutcome,
+    choose_suites,
+    outcome_of,
+    resolve_options,
+    run_by_provider,
+    select_prompts,
+)
+from ..evals.runner import EvalOptions, Job, JobResult, plan_jobs
+from ..evals.suite import Suite
+from ..library.collection import Library, load
+from ..library.prompt import Prompt
+from ..providers import Provider
+from ..settings import CompareSettings, Settings
+from ..versioning.diff import LibraryDiff, diff_snapshots
+from ..versioning.history import resolve_against, worktree_snapshot
+from ..versioning.snapshot import Snapshot
+from .stats import REGRESSED, compare_paired, holm, verdict
+
+__all__ = ["AgainstReport", "MetricComparison", "compare_against", "paired_scores"]
+
+CHANGED = "changed"
+NOT_COMPARABLE = "not comparable"
+NOT_COMPARED = "not compared"
+
+
+@dataclass
+class MetricComparison:
+    """One metric of one changed prompt in one suite, with its verdict.
+
+    ``n`` examples were compared: those both sides attempted. ``n_shared`` of them were
+    scored by both; ``failed_baseline`` and ``failed_candidate`` failed on that side and
+    count as 0 there.
+    """
+
+    suite: str
+    prompt: str
+    metric: str
+    n: int
+    baseline: float
+    candidate: float
+    diff: float
+    ci: tuple[float, float]
+    p_value: float
+    p_adjusted: float
+    test: str
+    mde: float
+    verdict: str
+    n_shared: int = 0
+    failed_baseline: int = 0
+    failed_candidate: int = 0
+
+
+@dataclass
+class AgainstReport:
+    """The result of ``eval --against``.
+
+    ``statuses`` maps every prompt to added, removed, unchanged, changed, not comparable or
+    not compared; ``not_compared`` says why for the last kind (a failed job);
+    ``baseline_failures`` are the baseline jobs that failed beyond the error budget.
+    """
+
+    ref: str
+    base_label: str
+    provider: str
+    diff: LibraryDiff
+    statuses: dict[str, str]
+    comparisons: list[MetricComparison]
+    candidate: EvalReport
+    not_comparable: dict[str, str] = field(default_factory=dict)
+    not_compared: dict[str, str] = field(default_factory=dict)
+    baseline_failures: list[PromptOutcome] = field(default_factory=list)
+    alpha: float = 0.05
+    min_effect: float = 0.02
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        return [c for c in self.comparisons if c.verdict == REGRESSED]
+
+    @property
+    def provider_failures(self) -> list[PromptOutcome]:
+        """Every job, candidate or baseline, that failed beyond its error budget."""
+        return [*self.candidate.provider_failures, *self.baseline_failures]
+
+    @property
+    def failed(self) -> bool:
+        """A gate failed: a regression or a failed threshold."""
+        return bool(self.regressions or self.candidate.gate_failures)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and not self.provider_failures
+
+    @property
+    def changed_count(self) -> int:
+        """Prompts whose behaviour changed (compared or not)."""
+        kinds = (CHANGED, NOT_COMPARABLE, NOT_COMPARED)
+        return sum(1 for status in self.statuses.values() if status in kinds)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status in self.statuses.values():
+            out[status] = out.get(status, 0) + 1
+        return out
+
+
+def compare_against(
+    settings: Settings,
+    ref: str | None,
+    *,
+    suites: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    provider: str | None = None,
+    cache_mode: CacheMode = CacheMode.on,
+    options: EvalOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AgainstReport:
+    """Evaluate the working tree against ``ref`` (default: the latest release)."""
+    root = settings.require_root()
+    options = resolve_options(settings, options)
+    base = resolve_against(settings, ref)
+    library = load(root)
+    diff = diff_snapshots(base, worktree_snapshot(root, library))
+    plan = _Plan.make(base, library, diff, choose_suites(root, suites), prompts, options)
+    batch = run_by_provider(
+        settings,
+        plan.suites,
+        plan.jobs_for,
+        provider=provider,
+        cache_mode=cache_mode,
+        options=options,
+        on_progress=on_progress,
+    )
+    candidates = [r for r in batch.results if r.job.key not in plan.baseline_keys]
+    baselines = {
+        (r.job.suite.name, r.job.prompt.id): r
+        for r in batch.results
+        if r.job.key in plan.baseline_keys
+    }
+    pairs, not_compared = _pair(candidates, baselines, plan.changed)
+    comparisons = _compare(pairs, settings.compare)
+    candidate_report = EvalReport(
+        provider=", ".join(batch.providers),
+        outcomes=[outcome_of(r) for r in candidates],
+        ledger=batch.ledger,
+        repaired=batch.repaired,
+    )
+    statuses = dict(plan.statuses)
+    for pid in plan.not_comparable:
+        statuses[pid] = NOT_COMPARABLE
+    for pid in not_compared:
+        statuses[pid] = NOT_COMPARED
+    return AgainstReport(
+        ref=ref or f"v{base.version}",
+        base_label=base.label,
+        provider=candidate_report.provider,
+        diff=diff,
+        statuses=statuses,
+        comparisons=comparisons,
+        candidate=candidate_report,
+        not_comparable=plan.not_comparable,
+        not_compared=not_compared,
+        baseline_failures=[outcome_of(r) for r in baselines.values() if r.status == "failed"],
+        alpha=settings.compare.alpha,
+        min_effect=settings.compare.min_effect,
+    )
+
+
+@dataclass
+class _Plan:
+    """Which prompts run on which side: candidates for all, baselines for changed ones."""
+
+    base: Snapshot
+    suites: list[Suite]
+    candidates: list[Prompt]
+    changed: list[str]
+    statuses: dict[str, str]
+    repeats: int
+    not_comparable: dict[str, str] = field(default_factory=dict)
+    baseline_keys: set[str] = field(default_factory=set)
+
+    @classmethod
+    def make(
+        cls,
+        base: Snapshot,
+        library: Library,
+        diff: LibraryDiff,
+        suites: list[Suite],
+        patterns: Sequence[str],
+        options: EvalOptions,
+    ) -> _Plan:
+        candidates = select_prompts(library, patterns)
+        wanted = {p.id for p in candidates}
+        statuses = {
+            p.id: {"metadata": "unchanged"}.get(p.status, p.status)
+            for p in diff.prompts
+            if p.id in wanted or p.status == "removed"
+        }
+        changed = [pid for pid, status in statuses.items() if status == CHANGED]
+        return cls(base, suites, candidates, changed, statuses, options.repeats)
+
+    def jobs_for(self, group: list[Suite], instance: Provider) -> list[Job]:
+        """The candidate jobs and the baseline jobs of one provider's suites."""
+        baseline_prompts = []
+        for pid in self.changed:
+            old = self.base.prompt(pid)
+            reasons = [r for s in group if s.selects(pid) and (r := _incomparable(s, old))]
+            if reasons:
+                self.not_comparable[pid] = reasons[0]
+            else:
+                baseline_prompts.append(old)
+        baseline = plan_jobs(group, baseline_prompts, instance, self.repeats)
+        self.baseline_keys.update(job.key for job in baseline)
+        return plan_jobs(group, self.candidates, instance, self.repeats) + baseline
+
+
+def _incomparable(suite: Suite, prompt: Prompt) -> str | None:
+    """Why ``suite`` cannot render ``prompt`` (its required inputs are not all mapped)."""
+    mapped = set(suite.spec.inputs)
+    missing = [n for n, spec in prompt.inputs.items() if spec.required and n not in mapped]
+    if missing:
+        return f"suite {suite.name} maps no value to required input(s) {', '.join(missing)}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A candidate run and its baseline run of one (suite, prompt)."""
+
+    suite: Suite
+    prompt: str
+    baseline: Mapping[str, Any]
+    candidate: Mapping[str, Any]
+
+
+def _pair(
+    candidates: list[JobResult],
+    baselines: Mapping[tuple[str, str], JobResult],
+    changed: list[str],
+) -> tuple[list[_Pair], dict[str, str]]:
+    """The run pairs to compare, and why a changed prompt could not be compared."""
+    pairs: list[_Pair] = []
+    not_compared: dict[str, str] = {}
+    for result in candidates:
+        pid = result.job.prompt.id
+        suite = result.job.suite
+        if pid not in changed:
+            continue
+        base = baselines.get((suite.name, pid))
+        if base is None:  # not comparable: its baseline was never planned
+            continue
+        if base.status == "failed" or base.record is None:
+            not_compared.setdefault(pid, f"baseline failed in {suite.name}: {base.failure}")
+            continue
+        if result.status == "failed" or result.record is None:
+            not_compared.setdefault(pid, f"candidate failed in {suite.name}: {result.failure}")
+            continue
+        pairs.append(_Pair(suite, pid, base.record, result.record))
+    return pairs, not_compared
+
+
+@dataclass(frozen=True)
+class PairedScores:
+    """One metric's scores on the examples both sides attempted, failures as 0."""
+
+    ids: list[str]
+    baseline: list[float]
+    candidate: list[float]
+    n_shared: int
+    failed_baseline: int
+    failed_candidate: int
+
+
+def paired_scores(
+    baseline: Mapping[str, Any], candidate: Mapping[str, Any], metric: str
+) -> PairedScores:
+    """Pair two run records on ``metric`` (see the module docstring: intention to treat)."""
+
+    def side(record: Mapping[str, Any]) -> tuple[Mapping[str, float], set[str]]:
+        scores: Mapping[str, float] = record["scores"].get(metric, {})
+        errors = set(record["errors"]["examples"])
+        return scores, errors
+
+    base_scores, base_errors = side(baseline)
+    cand_scores, cand_errors = side(candidate)
+    attempted = (set(base_scores) | base_errors) & (set(cand_scores) | cand_errors)
+    ids = sorted(attempted)
+    return PairedScores(
+        ids=ids,
+        baseline=[0.0 if i in base_errors else float(base_scores.get(i, 0.0)) for i in ids],
+        candidate=[0.0 if i in cand_errors else float(cand_scores.get(i, 0.0)) for i in ids],
+        n_shared=sum(1 for i in ids if i not in base_errors and i not in cand_errors),
+        failed_baseline=sum(1 for i in ids if i in base_errors),
+        failed_candidate=sum(1 for i in ids if i in cand_errors),
+    )
+
+
+def _compare(pairs: list[_Pair], rule: CompareSettings) -> list[MetricComparison]:
+    """Every metric of every pair, tested, Holm-adjusted over all of them, with verdicts."""
+    pending: list[tuple[_Pair, Metric, PairedScores]] = [
+        (pair, metric, paired_scores(pair.baseline, pair.candidate, metric.name))
+        for pair in pairs
+        for metric in pair.suite.metrics
+    ]
+    # A permutation p-value is at least 1 / (R + 1); with m comparisons Holm multiplies the
+    # smallest by m, so R must grow with m for a real regression to stay detectable.
+    resamples = max(rule.resamples, math.ceil(2 * len(pending) / rule.alpha))
+    tested = [
+        compare_paired(
+            scores.baseline,
+            scores.candidate,
+            binary=metric.binary,
+            resamples=resamples,
+            seed=rule.seed,
+            key=f"{pair.suite.name}/{pair.prompt}/{metric.name}",
+            alpha=rule.alpha,
+            power=rule.power,
+            min_effect=rule.min_effect,
+        )
+        for pair, metric, scores in pending
+    ]
+    adjusted = holm([s.p_value for s in tested])
+    return [
+        MetricComparison(
+            suite=pair.suite.name,
+            prompt=pair.prompt,
+            metric=metric.name,
+            n=s.n,
+            baseline=s.baseline_mean,
+            candidate=s.candidate_mean,
+            diff=s.mean_diff,
+            ci=(s.ci_low, s.ci_high),
+            p_value=s.p_value,
+            p_adjusted=p_adj,
+            test=s.test,
+            mde=s.mde,
+            verdict=verdict(
+                s.mean_diff, p_adj, s.mde, alpha=rule.alpha, min_effect=rule.min_effect
+            ),
+            n_shared=scores.n_shared,
+            failed_baseline=scores.failed_baseline,
+            failed_candidate=scores.failed_candidate,
+        )
+        for (pair, metric, scores), s, p_adj in zip(pending, tested, adjusted, strict=True)
+    ]

@@ -1,0 +1,117 @@
+"""JSON documents of results: plain data, stable keys, every failure present."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..compare.against import AgainstReport
+from ..evals.run import EvalReport, PromptOutcome
+from ..versioning.diff import LibraryDiff, PromptDiff
+
+__all__ = ["against_json", "diff_json", "eval_json", "prompt_diff_json"]
+
+
+def _outcome(o: PromptOutcome) -> dict[str, Any]:
+    return {
+        "suite": o.suite,
+        "prompt": o.prompt,
+        "version": o.version,
+        "status": o.status,
+        "metrics": o.results,
+        "gates": {k: {"threshold": t, "passed": ok} for k, (t, ok) in o.gates.items()},
+        "errors": o.errors,
+        "calls": o.calls,
+        "cached": o.cached,
+        "seconds": o.seconds,
+        "failure": o.failure,
+    }
+
+
+def _failure(o: PromptOutcome, side: str) -> dict[str, Any]:
+    return {"side": side, "suite": o.suite, "prompt": o.prompt, "reason": o.failure}
+
+
+def eval_json(report: EvalReport) -> dict[str, Any]:
+    return {
+        "provider": report.provider,
+        "ledger": report.ledger,
+        "passed": not report.gate_failures and not report.provider_failures,
+        "failures": [_failure(o, "candidate") for o in report.provider_failures],
+        "results": [_outcome(o) for o in report.outcomes],
+    }
+
+
+def against_json(report: AgainstReport) -> dict[str, Any]:
+    return {
+        "against": report.ref,
+        "base": report.base_label,
+        "provider": report.provider,
+        "passed": report.passed,
+        "rule": {
+            "alpha": report.alpha,
+            "min_effect": report.min_effect,
+            "correction": "holm",
+            "failures": "an example that failed on one side counts as 0 on that side",
+        },
+        "prompts": report.statuses,
+        "not_comparable": report.not_comparable,
+        "not_compared": report.not_compared,
+        "failures": [
+            *(_failure(o, "candidate") for o in report.candidate.provider_failures),
+            *(_failure(o, "baseline") for o in report.baseline_failures),
+        ],
+        "comparisons": [
+            {
+                "suite": c.suite,
+                "prompt": c.prompt,
+                "metric": c.metric,
+                "n": c.n,
+                "n_shared": c.n_shared,
+                "failed_baseline": c.failed_baseline,
+                "failed_candidate": c.failed_candidate,
+                "baseline": c.baseline,
+                "candidate": c.candidate,
+                "diff": c.diff,
+                "ci95": list(c.ci),
+                "p": c.p_value,
+                "p_holm": c.p_adjusted,
+                "test": c.test,
+                "mde": None if math.isinf(c.mde) else c.mde,
+                "verdict": c.verdict,
+            }
+            for c in report.comparisons
+        ],
+        "gate_failures": [
+            {
+                "suite": o.suite,
+                "prompt": o.prompt,
+                "gates": {k: v[0] for k, v in o.gates.items() if not v[1]},
+            }
+            for o in report.candidate.gate_failures
+        ],
+    }
+
+
+def prompt_diff_json(p: PromptDiff) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "status": p.status,
+        "bump": str(p.bump),
+        "old_version": p.old.version if p.old else None,
+        "new_version": p.new.version if p.new else None,
+        "old_fingerprint": p.old.fingerprint if p.old else None,
+        "new_fingerprint": p.new.fingerprint if p.new else None,
+        "changes": [{"bump": str(c.bump), "what": c.what} for c in p.changes],
+        "text_diff": p.text_diff,
+    }
+
+
+def diff_json(diff: LibraryDiff) -> dict[str, Any]:
+    return {
+        "base": {"label": diff.base.label, "version": diff.base.version},
+        "head": {"label": diff.head.label, "version": diff.head.version},
+        "bump": str(diff.bump),
+        "prompts": [prompt_diff_json(p) for p in diff.changed()],
+        "unchanged": sum(1 for p in diff.prompts if p.status == "unchanged"),
+    }

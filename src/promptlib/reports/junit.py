@@ -1,0 +1,91 @@
+"""JUnit XML for CI systems that show test results.
+
+One ``<testcase>`` per (suite, prompt) of ``eval`` and per comparison of ``--against``;
+a regression or a failed gate is a ``<failure>``, and a job that failed beyond its error
+budget (candidate or baseline) is an ``<error>``: it is never absent from the count.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+from ..compare.against import AgainstReport
+from ..compare.stats import REGRESSED
+from ..evals.run import EvalReport, PromptOutcome
+
+__all__ = ["against_junit", "eval_junit"]
+
+
+def _suite(name: str, cases: list[str], failures: int, errors: int) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name={quoteattr(name)} tests="{len(cases)}" failures="{failures}" '
+        f'errors="{errors}">\n' + "\n".join(cases) + ("\n" if cases else "") + "</testsuite>\n"
+    )
+
+
+def _error_case(o: PromptOutcome, classname: str) -> str:
+    name = quoteattr(f"{o.suite}/{o.prompt}")
+    message = quoteattr(o.failure or "failed")
+    return (
+        f'  <testcase classname="{classname}" name={name} time="{o.seconds:.3f}">'
+        f"<error message={message}>{escape(o.failure or 'failed')}</error></testcase>"
+    )
+
+
+def _gate_text(o: PromptOutcome) -> str:
+    return "; ".join(
+        f"{m} {o.results[m]['mean']:.4f} < {t:g}" for m, (t, ok) in o.gates.items() if not ok
+    )
+
+
+def eval_junit(report: EvalReport) -> str:
+    cases = []
+    failures = errors = 0
+    for o in report.outcomes:
+        if o.status == "failed":
+            errors += 1
+            cases.append(_error_case(o, "promptlib.eval"))
+            continue
+        name = quoteattr(f"{o.suite}/{o.prompt}")
+        body = ""
+        if not o.passed:
+            failures += 1
+            text = _gate_text(o)
+            body = f"<failure message={quoteattr(text)}>{escape(text)}</failure>"
+        cases.append(
+            f'  <testcase classname="promptlib.eval" name={name} time="{o.seconds:.3f}">'
+            f"{body}</testcase>"
+        )
+    return _suite("promptlib eval", cases, failures, errors)
+
+
+def against_junit(report: AgainstReport) -> str:
+    cases = []
+    failures = errors = 0
+    for c in report.comparisons:
+        body = ""
+        if c.verdict == REGRESSED:
+            failures += 1
+            text = (
+                f"{c.metric} {c.baseline:.4f} -> {c.candidate:.4f} ({c.diff:+.4f}), "
+                f"p_holm={c.p_adjusted:.3g}"
+            )
+            body = f"<failure message={quoteattr(text)}/>"
+        name = quoteattr(f"{c.suite}/{c.prompt}/{c.metric}")
+        cases.append(f'  <testcase classname="promptlib.against" name={name}>{body}</testcase>')
+    for o in report.candidate.provider_failures:
+        errors += 1
+        cases.append(_error_case(o, "promptlib.against.candidate"))
+    for o in report.baseline_failures:
+        errors += 1
+        cases.append(_error_case(o, "promptlib.against.baseline"))
+    for o in report.candidate.gate_failures:
+        failures += 1
+        name = quoteattr(f"{o.suite}/{o.prompt}/gates")
+        text = _gate_text(o)
+        cases.append(
+            f'  <testcase classname="promptlib.gates" name={name}>'
+            f"<failure message={quoteattr(text)}/></testcase>"
+        )
+    return _suite(f"promptlib eval --against {report.ref}", cases, failures, errors)
