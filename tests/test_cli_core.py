@@ -171,14 +171,36 @@ def test_render_input_errors_exit_2(project: Path, args: list[str], message: str
     assert "Traceback" not in err
 
 
-def test_commands_on_an_invalid_library_exit_1(project: Path) -> None:
+def test_one_broken_file_does_not_block_read_only_commands(project: Path) -> None:
     write(
         project / "prompts" / "lib" / "bad.yaml",
         "id: lib.bad\nversion: 1.0.0\ndescription: x\ncolour: red\ntemplate: hi\n",
     )
-    code, _, err = run("list")
+    warning = (
+        f"warning: 1 prompt file(s) do not load and were skipped ({project}/prompts/lib/bad.yaml); "
+        "`promptlib validate` lists their problems"
+    )
+    code, out, err = run("list")
+    assert code == 0
+    assert "golden.chat" in out and "lib.bad" not in out
+    assert warning in err
+    code, out, err = run("show", "golden.classify")
+    assert (code, warning in err) == (0, True)
+    assert out.startswith("golden.classify 2.0.0")
+    code, out, err = run("render", "golden.classify", "--var", "text=hi")
+    assert (code, out, warning in err) == (
+        0,
+        "[system]\nClassify the text. Labels:\n- refund: money back\n- other: anything else\n\n[user]\nhi\n",
+        True,
+    )
+    # The broken prompt itself is an invalid file (exit 1) with its problems.
+    code, _, err = run("show", "lib.bad")
     assert code == 1
     assert "bad.yaml:4: colour: unknown key 'colour'" in err
+    # Commands that act on the library as a whole still refuse it.
+    code, out, _ = run("validate")
+    assert code == 1
+    assert "bad.yaml:4: colour: unknown key 'colour'" in out
 
 
 def test_schema_matches_the_committed_file_the_prompts_point_at(project: Path) -> None:

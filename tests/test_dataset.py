@@ -65,10 +65,17 @@ def test_jsonl_with_windows_line_endings(tmp_path: Path) -> None:
     assert dataset.sha256 == sha256(data)
 
 
-def test_an_empty_jsonl_file_has_no_rows(tmp_path: Path) -> None:
-    dataset = load_dataset(put(tmp_path, "d.jsonl", b""), tmp_path)
-    assert len(dataset) == 0
-    assert dataset.sha256 == sha256(b"")
+EMPTY = (
+    "the dataset has no rows; add rows (one JSON object per line, each with an 'id') or "
+    "point the suite at another file"
+)
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n", b"\r\n"])
+def test_an_empty_jsonl_file_is_an_input_error(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(put(tmp_path, "d.jsonl", data), tmp_path)
+    assert str(raised.value) == f"d.jsonl: {EMPTY}"
 
 
 def test_csv_rows_are_strings_with_quoting_and_embedded_newlines(tmp_path: Path) -> None:
@@ -92,8 +99,10 @@ def test_csv_rows_are_strings_with_quoting_and_embedded_newlines(tmp_path: Path)
     }
 
 
-def test_a_header_only_csv_has_no_rows(tmp_path: Path) -> None:
-    assert len(load_dataset(put(tmp_path, "d.csv", b"id,text\n"), tmp_path)) == 0
+def test_a_header_only_csv_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(put(tmp_path, "d.csv", b"id,text\n"), tmp_path)
+    assert str(raised.value) == f"d.csv: {EMPTY}"
 
 
 def test_a_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -470,3 +471,45 @@ def test_a_binary_verdict_agrees_with_its_test_when_scores_are_repeat_means() ->
     c = compare_paired(baseline, candidate, binary=True, resamples=200, seed=1, key="k", **RULE)
     result = verdict(c.mean_diff, c.p_value, c.mde, alpha=ALPHA, min_effect=MIN_EFFECT)
     assert result != "improved"
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate", "where"),
+    [
+        ([1.0, math.nan, 0.0], [1.0, 1.0, 0.0], "baseline[1] is nan"),
+        ([1.0, 1.0], [math.inf, 0.0], "candidate[0] is inf"),
+        ([0.5, 0.5], [0.5, -math.inf], "candidate[1] is -inf"),
+    ],
+)
+def test_non_finite_scores_are_an_error_not_a_verdict(
+    baseline: list[float], candidate: list[float], where: str
+) -> None:
+    # Before: NaN differences made the bootstrap and the test say "regressed".
+    with pytest.raises(ValueError, match=f"needs finite scores; {re.escape(where)} \\(key k\\)"):
+        compare_paired(baseline, candidate, binary=False, resamples=100, seed=1, key="k", **RULE)
+
+
+def test_the_variance_floor_follows_the_metric_kind_not_the_values() -> None:
+    # A 0/1 metric with --repeats 2 on 30 rows: per-example scores are 0, 0.5 or 1, and the
+    # candidate answers exactly like the baseline. Before, fractional values made the
+    # comparison "continuous", the observed spread was 0 and the verdict "no significant
+    # change" on 30 rows; the floor of a 0/1 metric applies whatever its values look like.
+    baseline = [1.0] * 12 + [0.5] * 8 + [0.0] * 10
+    candidate = list(baseline)
+    as_binary = compare_paired(
+        baseline, candidate, binary=True, resamples=200, seed=1, key="k", **RULE
+    )
+    assert as_binary.test == "paired sign-flip permutation"  # not all 0/1: no McNemar
+    assert as_binary.mde == pytest.approx(
+        (NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER))
+        * math.sqrt(MIN_EFFECT * (1 - MIN_EFFECT))
+        / math.sqrt(30)
+    )
+    assert verdict(0.0, as_binary.p_value, as_binary.mde, alpha=ALPHA, min_effect=MIN_EFFECT) == (
+        "inconclusive"
+    )
+    # The same numbers from a continuous metric (ROUGE) may claim no change.
+    as_continuous = compare_paired(
+        baseline, candidate, binary=False, resamples=200, seed=1, key="k", **RULE
+    )
+    assert as_continuous.mde == 0.0

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import write
 from promptlib import load
-from promptlib.errors import ConfigError
+from promptlib.errors import ConfigError, DatasetError
 from promptlib.evals.runner import run_key
 from promptlib.evals.suite import Suite, load_suite, load_suites, select_suites
 from promptlib.library.prompt import Prompt
@@ -281,12 +281,17 @@ ROW = ROWS[0]
         ({"text": "text"}, set(), {}, None),
         # A missing field of an undeclared input is never read; a declared one is named.
         ({"text": "text", "extra": "no_such_field"}, {"text"}, {"text": "cancel my order"}, None),
-        ({"utterance": "utterance"}, {"utterance"}, None, "row 'r1' has no field 'utterance'"),
+        (
+            {"utterance": "utterance"},
+            {"utterance"},
+            None,
+            "row 'r1' of evals/datasets/tiny.jsonl has no field 'utterance'",
+        ),
         (
             {"text": "text", "question": "query"},
             {"text", "question"},
             None,
-            "row 'r1' has no field 'query'",
+            "row 'r1' of evals/datasets/tiny.jsonl has no field 'query'",
         ),
     ],
 )
@@ -299,9 +304,9 @@ def test_inputs_for(
 ) -> None:
     suite = suite_of(project, inputs=mapping)
     if error is not None:
-        with pytest.raises(KeyError) as raised:
+        with pytest.raises(DatasetError) as raised:
             suite.inputs_for(ROW, declared)
-        assert raised.value.args[0] == error
+        assert str(raised.value) == error
         return
     assert suite.inputs_for(ROW, declared) == expected
 

@@ -116,7 +116,15 @@ class NotFoundError(PromptlibError, LookupError):
 
 
 class ConfigError(PromptlibError, ValueError):
-    """A settings, suite or manifest file (or a command-line value) is invalid."""
+    """A settings, suite or manifest file (or a command-line value) is invalid.
+
+    ``problems`` holds the located problems when there are several (a suite file with
+    three mistakes); the message then lists them, one per line.
+    """
+
+    def __init__(self, message: str = "", *, problems: Sequence[Problem] = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message or "\n".join(str(p) for p in self.problems))
 
 
 class VersionError(ConfigError):

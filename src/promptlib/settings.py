@@ -26,7 +26,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["CompareSettings", "RetryPolicy", "Settings", "find_project", "read_config"]
+__all__ = [
+    "CompareSettings",
+    "RetryPolicy",
+    "Settings",
+    "config_source",
+    "find_project",
+    "read_config",
+]
 
 
 def find_project(start: Path | None = None) -> Path | None:
@@ -38,14 +45,21 @@ def find_project(start: Path | None = None) -> Path | None:
     return None
 
 
+def config_source(root: Path) -> Path:
+    """The file that configures the project at ``root``: promptlib.toml, else pyproject.toml."""
+    standalone = root / "promptlib.toml"
+    return standalone if standalone.is_file() else root / "pyproject.toml"
+
+
 def read_config(root: Path) -> dict[str, Any]:
     """The promptlib configuration table of the project at ``root`` (empty if none)."""
     standalone = root / "promptlib.toml"
     pyproject = root / "pyproject.toml"
-    table: dict[str, Any] = {}
-    from_pyproject: dict[str, Any] = {}
+    table: Any = {}
+    from_pyproject: Any = {}
     if pyproject.is_file():
-        from_pyproject = _read_toml(pyproject).get("tool", {}).get("promptlib", {})
+        tool = _read_toml(pyproject).get("tool", {})
+        from_pyproject = tool.get("promptlib", {}) if isinstance(tool, dict) else {}
     if standalone.is_file():
         if from_pyproject:
             raise ConfigError(
@@ -67,6 +81,30 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+
+
+def _table(config: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
+    value = config.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{where}: [{name}] must be a table of settings, not {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _number(
+    table: Mapping[str, Any], key: str, default: float, where: str, *, integer: bool
+) -> Any:
+    """``table[key]`` as an int or float; ``ConfigError`` naming the file and key otherwise."""
+    value = table.get(key, default)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: {key} must be {kind}, not {value!r}")
+    if integer and not isinstance(value, int):
+        raise ConfigError(f"{where}: {key} must be {kind}, not {value!r}")
+    return int(value) if integer else float(value)
 
 
 @dataclass(frozen=True)
@@ -81,28 +119,29 @@ class CompareSettings:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> CompareSettings:
+        """Read ``[compare]``; ``where`` names the file (``pyproject.toml [tool.promptlib]``)."""
         known = {"alpha", "min-effect", "power", "resamples", "seed"}
         unknown = sorted(set(table) - known)
+        at = f"{where} [compare]"
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)} in [compare]; "
-                f"known: {', '.join(sorted(known))}"
+                f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values = cls(
-            alpha=float(table.get("alpha", cls.alpha)),
-            min_effect=float(table.get("min-effect", cls.min_effect)),
-            power=float(table.get("power", cls.power)),
-            resamples=int(table.get("resamples", cls.resamples)),
-            seed=int(table.get("seed", cls.seed)),
+            alpha=_number(table, "alpha", cls.alpha, at, integer=False),
+            min_effect=_number(table, "min-effect", cls.min_effect, at, integer=False),
+            power=_number(table, "power", cls.power, at, integer=False),
+            resamples=_number(table, "resamples", cls.resamples, at, integer=True),
+            seed=_number(table, "seed", cls.seed, at, integer=True),
         )
         if not 0 < values.alpha < 1:
-            raise ConfigError(f"{where}: compare.alpha must be between 0 and 1")
+            raise ConfigError(f"{at}: alpha must be between 0 and 1, not {values.alpha!r}")
         if not 0 < values.power < 1:
-            raise ConfigError(f"{where}: compare.power must be between 0 and 1")
+            raise ConfigError(f"{at}: power must be between 0 and 1, not {values.power!r}")
         if values.min_effect <= 0:
-            raise ConfigError(f"{where}: compare.min-effect must be positive")
+            raise ConfigError(f"{at}: min-effect must be positive, not {values.min_effect!r}")
         if values.resamples < 100:
-            raise ConfigError(f"{where}: compare.resamples must be at least 100")
+            raise ConfigError(f"{at}: resamples must be at least 100, not {values.resamples!r}")
         return values
 
 
@@ -117,31 +156,31 @@ class RetryPolicy:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> RetryPolicy:
+        """Read ``[retry]``; ``where`` names the file (``pyproject.toml [tool.promptlib]``)."""
         keys = {
             "max-attempts": "max_attempts",
             "base-delay": "base_delay",
             "max-delay": "max_delay",
             "max-retry-after": "max_retry_after",
         }
+        at = f"{where} [retry]"
         unknown = sorted(set(table) - set(keys))
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)} in [retry]; "
-                f"known: {', '.join(sorted(keys))}"
+                f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(keys))}"
             )
         defaults = cls()
-        try:
-            policy = cls(
-                max_attempts=int(table.get("max-attempts", defaults.max_attempts)),
-                base_delay=float(table.get("base-delay", defaults.base_delay)),
-                max_delay=float(table.get("max-delay", defaults.max_delay)),
-                max_retry_after=float(table.get("max-retry-after", defaults.max_retry_after)),
-            )
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: [retry] values must be numbers") from None
+        policy = cls(
+            max_attempts=_number(table, "max-attempts", defaults.max_attempts, at, integer=True),
+            base_delay=_number(table, "base-delay", defaults.base_delay, at, integer=False),
+            max_delay=_number(table, "max-delay", defaults.max_delay, at, integer=False),
+            max_retry_after=_number(
+                table, "max-retry-after", defaults.max_retry_after, at, integer=False
+            ),
+        )
         delays = (policy.base_delay, policy.max_delay, policy.max_retry_after)
         if policy.max_attempts < 1 or min(delays) < 0:
-            raise ConfigError(f"{where}: [retry] max-attempts must be >= 1 and delays >= 0")
+            raise ConfigError(f"{at}: max-attempts must be >= 1 and delays >= 0")
         return policy
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -201,14 +240,20 @@ class Settings:
             start = env.get("PROMPTLIB_PROJECT")
             root = find_project(Path(start) if start else None)
         config = read_config(root) if root else {}
-        where = str(root / "pyproject.toml") if root else "defaults"
-        compare = CompareSettings.from_table(config.get("compare", {}), where)
-        retry = RetryPolicy.from_table(config.get("retry", {}), where)
-        default_provider = (
-            provider
-            or env.get("PROMPTLIB_PROVIDER")
-            or str(config.get("default-provider", "retrieval"))
-        )
+        if root is None:
+            where = "defaults"
+        else:
+            source = config_source(root)
+            where = f"{source}" + (" [tool.promptlib]" if source.name == "pyproject.toml" else "")
+        compare = CompareSettings.from_table(_table(config, "compare", where), where)
+        retry = RetryPolicy.from_table(_table(config, "retry", where), where)
+        _table(config, "providers", where)
+        configured = config.get("default-provider", "retrieval")
+        if not isinstance(configured, str) or not configured:
+            raise ConfigError(
+                f"{where}: default-provider must be a provider name, not {configured!r}"
+            )
+        default_provider = provider or env.get("PROMPTLIB_PROVIDER") or configured
         cache = env.get("PROMPTLIB_CACHE_DIR")
         cache_dir = Path(cache) if cache else (root / ".promptlib" if root else None)
         return cls(

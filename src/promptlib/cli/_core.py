@@ -33,9 +33,22 @@ def settings() -> Settings:
 
 
 def current_library() -> Library:
+    """The library read-only commands use: the prompts that load, the others skipped.
+
+    One broken file must not hide the rest of the library from list, show and render; it
+    is named in a warning, and asking for it shows its problems.
+    """
     from ..library.collection import load, prompts_dir_for
 
-    return load(prompts_dir_for(settings()))
+    library = load(prompts_dir_for(settings()), strict=False)
+    if library.broken:
+        files = sorted({p.path for p in library.problems})
+        typer.echo(
+            f"warning: {len(files)} prompt file(s) do not load and were skipped "
+            f"({', '.join(files)}); `promptlib validate` lists their problems",
+            err=True,
+        )
+    return library
 
 
 def echo_json(data: Any) -> None:
@@ -72,12 +85,20 @@ def validate(
     from ..library.loader import ValidationCache, scan_paths
 
     resolved = settings()
+    for path in paths or []:
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file or folder")
     targets = list(paths) if paths else [prompts_dir_for(resolved)]
     cache = None
     if use_cache and resolved.cache_dir is not None:
         cache = ValidationCache(resolved.cache_dir / "validate.json")
     results = scan_paths(targets, cache)
     problems = [p for r in results for p in r.problems]
+    if not paths and resolved.root is not None:
+        # The whole project: also its suites against its prompts and datasets.
+        from ..evals.checks import suite_problems
+
+        problems += suite_problems(resolved.root)
     warnings = [w for r in results for w in r.warnings]
     prompts = sum(len(r.ids) for r in results)
     files = sum(r.files for r in results)

@@ -34,6 +34,7 @@ from ..evals.run import (
     PromptOutcome,
     choose_suites,
     outcome_of,
+    require_runnable,
     resolve_options,
     run_by_provider,
     select_prompts,
@@ -154,6 +155,7 @@ def compare_against(
     library = load(root)
     diff = diff_snapshots(base, worktree_snapshot(root, library))
     plan = _Plan.make(base, library, diff, choose_suites(root, suites), prompts, options)
+    require_runnable(plan.suites, plan.candidates)
     batch = run_by_provider(
         settings,
         plan.suites,

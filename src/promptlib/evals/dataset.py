@@ -134,6 +134,11 @@ def _load(path: Path, relative: str, mtime_ns: int, size: int) -> Dataset:
             )
         seen[row_id] = number
         rows.append(row)
+    if not rows:
+        raise DatasetError(
+            f"{shown}: the dataset has no rows; add rows (one JSON object per line, each with "
+            "an 'id') or point the suite at another file"
+        )
     return Dataset(path, relative, sha256_hex(data), tuple(rows), _dvc_md5(path))
 
 

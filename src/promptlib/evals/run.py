@@ -16,13 +16,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..ledger import Ledger
+from ..ledger.records import check_body
 from ..library.collection import Library, load
 from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import Settings
 from .cache import CacheMode, ResponseCache
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
-from .suite import Suite, load_suites, select_suites
+from .suite import Suite, check_suites, load_suites, select_suites
 
 __all__ = [
     "EvalReport",
@@ -84,6 +85,7 @@ def latest_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
     """Run records by key; for a key recorded twice, the latest (then by hash) wins."""
     runs: dict[str, dict[str, Any]] = {}
     for record in ledger.read().of_kind("run"):
+        check_body(record, str(ledger.path))
         runs[str(record["key"])] = record
     return runs
 
@@ -144,6 +146,14 @@ def choose_suites(root: Path, names: Sequence[str]) -> list[Suite]:
     if not chosen:
         raise ConfigError(f"{root / 'evals' / 'suites'}: no suites; add a suite YAML file there")
     return chosen
+
+
+def require_runnable(suites: Sequence[Suite], prompts: Sequence[Prompt]) -> None:
+    """Refuse, before any call, suites that cannot run these prompts (``check_suites``)."""
+    problems = check_suites(suites, prompts)
+    if problems:
+        head = f"{len(problems)} problem(s) would make the evaluation fail; nothing was run"
+        raise ConfigError("\n".join([head, *(f"  {p}" for p in problems)]), problems=problems)
 
 
 @dataclass
@@ -224,6 +234,7 @@ def evaluate(
     library = library if library is not None else load(root)
     chosen_suites = choose_suites(root, suites)
     chosen_prompts = select_prompts(library, prompts)
+    require_runnable(chosen_suites, chosen_prompts)
     batch = run_by_provider(
         settings,
         chosen_suites,

@@ -39,7 +39,7 @@ from typing import Any
 
 from .. import _git
 from .._canonical import sha256_of
-from ..errors import InputError, ProviderError, RenderError
+from ..errors import ConfigError, DatasetError, ProviderError, RenderError
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
@@ -138,13 +138,20 @@ def plan_jobs(
             continue
         dataset = suite.dataset()
         for prompt in chosen:
+            rows = suite.rows_for(prompt.id, dataset)
+            if not rows:
+                # A run of no example would record n = 0 as if it had measured something.
+                raise ConfigError(
+                    f"{suite.shown or suite.name}: suite {suite.name} selects no row of "
+                    f"{dataset.relative} for {prompt.id}{suite.selection_hint()}"
+                )
             params = {**prompt.model.model_dump(exclude_none=True), **suite.spec.params}
             jobs.append(
                 Job(
                     suite=suite,
                     prompt=prompt,
                     dataset=dataset,
-                    rows=suite.rows_for(prompt.id, dataset),
+                    rows=rows,
                     key=run_key(suite, prompt, dataset, provider, repeats),
                     params=params,
                 )
@@ -256,7 +263,7 @@ class _Runner:
         outcome = _Example(str(row["id"]))
         try:
             messages = tuple(job.prompt.render(**job.suite.inputs_for(row, job.prompt.inputs)))
-        except (RenderError, InputError, KeyError) as exc:
+        except (RenderError, DatasetError) as exc:
             outcome.error = f"render: {exc}"
             return outcome
         references = {

@@ -30,19 +30,20 @@ metrics) is part of each run's key in the ledger.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .._yaml import format_key, read_yaml
-from ..errors import ConfigError
+from .._yaml import KeyPath, format_key, read_yaml
+from ..errors import ConfigError, DatasetError, Problem
+from ..library.prompt import Prompt
 from .dataset import Dataset, load_dataset
 from .metrics import Metric, MetricSpec, build_metric
 
-__all__ = ["Suite", "SuiteFile", "load_suites", "select_suites"]
+__all__ = ["Suite", "SuiteFile", "check_suites", "load_suite", "load_suites", "select_suites"]
 
 
 class SuiteFile(BaseModel):
@@ -83,6 +84,83 @@ class Suite:
     dataset_path: Path
     metrics: tuple[Metric, ...]
     root: Path
+    shown: str = ""
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, *key: str | int) -> int:
+        """The line of ``key`` in the suite file (of its nearest ancestor; 1 at worst)."""
+        path: KeyPath = tuple(key)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return 1
+
+    def mapping_problems(self, prompts: Sequence[Prompt]) -> list[Problem]:
+        """Required inputs of ``prompts`` that this suite does not map."""
+        mapped = self.spec.inputs
+        shown_map = ", ".join(f"`{name}`" for name in mapped) or "no input"
+        problems = []
+        for prompt in prompts:
+            for name, spec in prompt.inputs.items():
+                if spec.required and name not in mapped:
+                    problems.append(
+                        Problem(
+                            self.shown,
+                            self.line_of("inputs"),
+                            "inputs",
+                            f"suite {self.name} maps {shown_map}, but {prompt.id} needs "
+                            f"`{name}`: edit {self.shown} (inputs: {{{name}: <column>}})",
+                        )
+                    )
+        return problems
+
+    def field_problems(self, dataset: Dataset) -> list[Problem]:
+        """Mapped columns and reference fields missing from rows the suite keeps."""
+        rows = [row for row in dataset if self._where(row)]
+        wanted: list[tuple[str, KeyPath, str]] = [
+            (column, ("inputs", name), f"mapped to input `{name}`")
+            for name, column in self.spec.inputs.items()
+        ]
+        wanted += [(ref, ("references",), "a reference field") for ref in self.references]
+        for i, metric in enumerate(self.metrics):
+            if metric.spec.reference:
+                wanted.append((metric.spec.reference, ("metrics", i), f"metric {metric.name}"))
+        problems = []
+        seen: set[str] = set()
+        for column, key, role in wanted:
+            if column in seen:
+                continue
+            seen.add(column)
+            missing = [row for row in rows if column not in row]
+            if not missing:
+                continue
+            where = (
+                "in no row"
+                if len(missing) == len(rows)
+                else (f"in {len(missing)} of {len(rows)} rows (first: id {missing[0].get('id')!r})")
+            )
+            problems.append(
+                Problem(
+                    self.shown,
+                    self.line_of(*key),
+                    format_key(key),
+                    f"field `{column}` ({role}) is missing {where} of {dataset.relative}: "
+                    f"name a field the dataset has, or fix the dataset",
+                )
+            )
+        return problems
+
+    def selection_hint(self) -> str:
+        spec = self.spec
+        parts = []
+        if spec.match is not None:
+            parts.append(f"match: {spec.match}")
+        if spec.where:
+            parts.append(f"where: {spec.where}")
+        if spec.limit is not None:
+            parts.append(f"limit: {spec.limit}")
+        return f" ({', '.join(parts)})" if parts else ""
 
     @property
     def references(self) -> list[str]:
@@ -122,7 +200,9 @@ class Suite:
         chosen = {n: f for n, f in self.spec.inputs.items() if n in declared}
         missing = [f for f in chosen.values() if f not in row]
         if missing:
-            raise KeyError(f"row {row.get('id')!r} has no field {missing[0]!r}")
+            raise DatasetError(
+                f"row {row.get('id')!r} of {self.spec.dataset} has no field {missing[0]!r}"
+            )
         return {name: row[field_name] for name, field_name in chosen.items()}
 
     def references_for(self, row: Mapping[str, Any], field: str | None = None) -> list[str]:
@@ -171,19 +251,23 @@ def _metric_spec(entry: str | Mapping[str, Any]) -> MetricSpec:
 def load_suite(path: Path, root: Path) -> Suite:
     """Load one suite file; ``ConfigError`` lists every problem with file and line."""
     shown = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+    def fail(line: int, key: str, message: str) -> ConfigError:
+        return ConfigError(problems=[Problem(shown, line, key, message)])
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read the suite: {exc}") from None
+        raise fail(0, "", f"cannot read the suite: {exc}") from None
     doc = read_yaml(text, shown, "suite file")
     if doc.problems:
-        raise ConfigError("\n".join(str(p) for p in doc.problems))
+        raise ConfigError(problems=doc.problems)
     if not isinstance(doc.data, dict):
-        raise ConfigError(f"{shown}:1: a suite is a mapping (dataset, prompts, metrics, ...)")
+        raise fail(1, "", "a suite is a mapping (dataset, prompts, metrics, ...)")
     try:
         spec = SuiteFile.model_validate(doc.data)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
@@ -192,52 +276,57 @@ def load_suite(path: Path, root: Path) -> Suite:
                 message = f"unknown key {loc[-1]!r}; allowed keys: {allowed}"
             elif err["type"] == "missing":
                 message = f"missing required key {loc[-1]!r}"
-            lines.append(f"{shown}:{doc.line_of(loc)}: {format_key(loc)}: {message}")
-        raise ConfigError("\n".join(lines)) from None
+            problems.append(Problem(shown, doc.line_of(loc), format_key(loc), message))
+        raise ConfigError(problems=problems) from None
     metrics: list[Metric] = []
     names: set[str] = set()
     for i, entry in enumerate(spec.metrics):
+        line = doc.line_of(("metrics", i))
         if isinstance(entry, dict) and not isinstance(entry.get("kind"), str):
-            raise ConfigError(
-                f"{shown}:{doc.line_of(('metrics', i))}: metrics[{i}]: a metric given as a "
-                "mapping needs a 'kind'"
-            )
+            raise fail(line, f"metrics[{i}]", "a metric given as a mapping needs a 'kind'")
         try:
             metric = build_metric(_metric_spec(entry))
         except ConfigError as exc:
-            raise ConfigError(f"{shown}:{doc.line_of(('metrics', i))}: {exc}") from None
+            raise fail(line, "", str(exc)) from None
         if metric.name in names:
-            raise ConfigError(
-                f"{shown}:{doc.line_of(('metrics', i))}: metric {metric.name!r} is listed twice; "
-                "give one a different 'name'"
+            raise fail(
+                line, "", f"metric {metric.name!r} is listed twice; give one a different 'name'"
             )
         names.add(metric.name)
         metrics.append(metric)
     for gate in spec.gates:
         if gate not in names:
-            raise ConfigError(
-                f"{shown}:{doc.line_of(('gates', gate))}: gate {gate!r} names no metric of this "
-                f"suite ({', '.join(sorted(names))})"
+            raise fail(
+                doc.line_of(("gates", gate)),
+                "",
+                f"gate {gate!r} names no metric of this suite ({', '.join(sorted(names))})",
             )
     if any(m.uses_references and not m.spec.reference for m in metrics) and not spec.references:
-        raise ConfigError(
-            f"{shown}:1: its metrics compare with references; name the 'references' field"
-        )
+        raise fail(1, "", "its metrics compare with references; name the 'references' field")
     dataset_path = (root / spec.dataset).resolve()
     if not dataset_path.is_file():
-        raise ConfigError(
-            f"{shown}:{doc.line_of(('dataset',))}: dataset {spec.dataset!r} not found"
-        )
-    return Suite(path.stem, path, spec, dataset_path, tuple(metrics), root)
+        raise fail(doc.line_of(("dataset",)), "", f"dataset {spec.dataset!r} not found")
+    return Suite(path.stem, path, spec, dataset_path, tuple(metrics), root, shown, doc.lines)
 
 
 def load_suites(root: Path) -> list[Suite]:
-    """Every suite of the project at ``root`` (``evals/suites/*.yaml``), sorted by name."""
+    """Every suite of the project at ``root`` (``evals/suites/*.yaml``), sorted by name.
+
+    ``ConfigError`` lists the problems of every broken suite file, not only the first.
+    """
     folder = root / "evals" / "suites"
     if not folder.is_dir():
         return []
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    suites = [load_suite(path, root) for path in files]
+    suites: list[Suite] = []
+    problems: list[Problem] = []
+    for path in files:
+        try:
+            suites.append(load_suite(path, root))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems=problems)
     seen: dict[str, Path] = {}
     for suite in suites:
         if suite.name in seen:
@@ -247,6 +336,43 @@ def load_suites(root: Path) -> list[Suite]:
             )
         seen[suite.name] = suite.path
     return suites
+
+
+def check_suites(suites: Sequence[Suite], prompts: Iterable[Prompt]) -> list[Problem]:
+    """What would make a suite fail at run time, found before any call.
+
+    For every suite and every prompt it selects: each required input of the prompt must be
+    mapped by the suite; each mapped column and reference field must be present in every
+    row the suite's ``where`` keeps (a JSON null counts as present); and the prompt must
+    get at least one row (``match``, ``where`` and ``limit`` may leave none). Each problem
+    names the suite file, the line of the key to edit and what to do.
+    """
+    problems: list[Problem] = []
+    chosen = list(prompts)
+    for suite in suites:
+        selected = [p for p in chosen if suite.selects(p.id)]
+        if not selected:
+            continue
+        problems += suite.mapping_problems(selected)
+        try:
+            dataset = suite.dataset()
+        except DatasetError as exc:
+            problems.append(Problem(suite.shown, suite.line_of("dataset"), "dataset", str(exc)))
+            continue
+        problems += suite.field_problems(dataset)
+        for prompt in selected:
+            if not suite.rows_for(prompt.id, dataset):
+                problems.append(
+                    Problem(
+                        suite.shown,
+                        suite.line_of("prompts"),
+                        "prompts",
+                        f"suite {suite.name} selects no row of {dataset.relative} for "
+                        f"{prompt.id}{suite.selection_hint()}; fix the row selection or "
+                        f"exclude the prompt with '!{prompt.id}'",
+                    )
+                )
+    return problems
 
 
 def select_suites(suites: Sequence[Suite], names: Sequence[str]) -> list[Suite]:

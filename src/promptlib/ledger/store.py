@@ -9,8 +9,9 @@ The format is a contract (see DESIGN.md, "The ledger"):
   ``SCHEMA_VERSION``), ``kind`` (one of ``KINDS``) and ``hash``: the ``sha256:`` digest of
   the canonical JSON of the record without ``hash``. An optional ``time`` must be a string
   (ISO 8601 UTC by convention); it orders records. This module checks only the envelope;
-  the fields of each kind belong to the modules that write them. Adding a kind is a
-  schema change: readers of the old schema would report the new kind as a problem.
+  the fields of each kind are typed in ``promptlib.ledger.records``, which readers and
+  ``verify`` use. Adding a kind is a schema change: readers of the old schema would
+  report the new kind as a problem.
 - The file is only ever appended to. Git merges it with ``merge=union``, so lines from two
   branches interleave in any order and the same record may appear twice. Readers are
   therefore order-independent: they drop exact duplicates (same hash), re-verify every hash
@@ -397,6 +398,7 @@ def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bo
 class _Scan:
     lines: int = 0
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    line_of: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     problems: list[Problem] = field(default_factory=list)
     torn: Torn | None = None
@@ -434,6 +436,7 @@ def _scan(data: bytes, where: str) -> _Scan:
             scan.duplicates += 1
         else:
             scan.records[digest] = record
+            scan.line_of[digest] = number
     if tail:
         scan.torn = Torn(len(lines) + 1, len(tail), _is_record(tail, where, len(lines) + 1))
         scan.problems.append(Problem(where, scan.torn.line, "", scan.torn.message()))
@@ -487,9 +490,24 @@ class Ledger:
             torn=scan.torn,
         )
 
-    def verify(self) -> VerifyReport:
-        """Re-check every line: envelopes, hashes, duplicates and the last line's newline."""
+    def verify(self, *, bodies: bool = True) -> VerifyReport:
+        """Re-check every line: envelopes, hashes, duplicates and the last line's newline,
+        and (unless ``bodies`` is False) that each record's body is one readers can use."""
+        from .records import body_problems
+
         scan = _scan(self._snapshot(), self._where)
+        for digest, record in scan.records.items() if bodies else ():
+            for problem in body_problems(record):
+                scan.problems.append(
+                    Problem(
+                        self._where,
+                        scan.line_of[digest],
+                        "",
+                        f"malformed {record['kind']} record: {problem}; restore the line "
+                        "from git or delete it",
+                    )
+                )
+        scan.problems.sort()
         kinds = Counter(record["kind"] for record in scan.records.values())
         return VerifyReport(
             path=self.path,

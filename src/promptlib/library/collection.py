@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import LoadError, NotFoundError, Problem
 from ..settings import Settings
-from .loader import scan
+from .loader import display_path, find_prompt_files, id_for_path, scan
 from .prompt import Prompt
 
 __all__ = ["Library", "bundled_prompts_dir", "library_root", "load", "prompts_dir_for"]
@@ -61,16 +61,27 @@ class Library(Mapping[str, Prompt]):
         root: Path | None = None,
         partials: Mapping[str, str] | None = None,
         warnings: tuple[Problem, ...] = (),
+        broken: Mapping[str, tuple[Problem, ...]] | None = None,
     ) -> None:
         self._prompts = MappingProxyType(dict(sorted(prompts.items())))
         self.root = root
         self.partials: Mapping[str, str] = MappingProxyType(dict(partials or {}))
         self.warnings = warnings
+        #: Files that did not load (``load(strict=False)`` only): the id each file's path
+        #: gives, with its problems. Problems not tied to one file are under "".
+        self.broken: Mapping[str, tuple[Problem, ...]] = MappingProxyType(dict(broken or {}))
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        """Every problem of the files that did not load (empty for a strict load)."""
+        return tuple(sorted(p for problems in self.broken.values() for p in problems))
 
     def __getitem__(self, prompt_id: str) -> Prompt:
         try:
             return self._prompts[prompt_id]
         except KeyError:
+            if prompt_id in self.broken:
+                raise LoadError(self.broken[prompt_id]) from None
             close = difflib.get_close_matches(prompt_id, self._prompts, n=3)
             hint = (
                 f"; did you mean {', '.join(close)}?"
@@ -109,15 +120,42 @@ class Library(Mapping[str, Prompt]):
             for pid, p in self._prompts.items()
             if (tag is None or tag in p.tags) and (prefix is None or pid.startswith(prefix))
         }
-        return Library(chosen, root=self.root, partials=self.partials, warnings=self.warnings)
+        return Library(
+            chosen,
+            root=self.root,
+            partials=self.partials,
+            warnings=self.warnings,
+            broken=self.broken,
+        )
 
 
-def load(path: str | Path | None = None) -> Library:
-    """Load a prompt library; with no path, the bundled one."""
+def load(path: str | Path | None = None, *, strict: bool = True) -> Library:
+    """Load a prompt library; with no path, the bundled one.
+
+    Strict (the default), any problem in any file raises ``LoadError`` listing them all.
+    With ``strict=False`` the prompts that load are returned and the files that do not are
+    kept in ``Library.broken`` (asking for one of them raises its ``LoadError``): enough for
+    read-only commands to work on the other prompts while one file is being fixed.
+    """
     root = bundled_prompts_dir() if path is None else library_root(Path(path))
     result = scan(root)
-    if result.problems:
+    if result.problems and strict:
         raise LoadError(result.problems)
     return Library(
-        result.prompts, root=root, partials=result.partials, warnings=tuple(result.warnings)
+        result.prompts,
+        root=root,
+        partials=result.partials,
+        warnings=tuple(result.warnings),
+        broken=_broken(root, result.problems),
     )
+
+
+def _broken(root: Path, problems: list[Problem]) -> dict[str, tuple[Problem, ...]]:
+    """Problems grouped by the prompt id of their file's path ("" when there is none)."""
+    ids = {
+        display_path(f): id_for_path(root.resolve(), f) for f in find_prompt_files(root.resolve())
+    }
+    grouped: dict[str, list[Problem]] = {}
+    for problem in problems:
+        grouped.setdefault(ids.get(problem.path) or "", []).append(problem)
+    return {pid: tuple(items) for pid, items in grouped.items()}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, Problem
+from ..evals.checks import suite_problems
 from ..ledger import Ledger
 from ..library.collection import Library
 from ..library.loader import scan
@@ -69,6 +70,9 @@ def check(settings: Settings, against: str | None = None) -> CheckReport:
     if result.problems:
         return CheckReport([], None, None, validation=list(result.problems))
     library = Library(result.prompts, root=root / "prompts", partials=result.partials)
+    suites = suite_problems(root, library.values())
+    if suites:
+        return CheckReport([], None, None, validation=suites)
     ledger = Ledger(_ledger_path(settings))
     base = latest_release(ledger) if against in (None, "latest") else resolve(root, against, ledger)
     if base is None:

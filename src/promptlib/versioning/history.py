@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import _git
-from ..errors import ConfigError, GitError, LoadError, NotFoundError
+from ..errors import ConfigError, GitError, LedgerError, LoadError, NotFoundError, VersionError
 from ..ledger import Ledger
+from ..ledger.records import check_body
 from ..library.collection import Library
 from ..library.loader import scan
 from ..library.prompt import Prompt
@@ -131,10 +132,13 @@ def releases(ledger: Ledger) -> list[Mapping[str, Any]]:
     """The release records, oldest version first (one per version: the latest record)."""
     by_version: dict[Version, Mapping[str, Any]] = {}
     for record in ledger.read().of_kind("release"):
+        check_body(record, str(ledger.path))
         try:
             by_version[parse_version(str(record["version"]))] = record
-        except ValueError:
-            continue
+        except VersionError as exc:
+            raise LedgerError(
+                f"{ledger.path}: release record {str(record['hash'])[:19]}...: {exc}"
+            ) from None
     return [by_version[v] for v in sorted(by_version)]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LedgerError
+from ..errors import LedgerError, PromptlibError
 from ..library.prompt import Prompt
 
 __all__ = ["PromptState", "Snapshot"]
@@ -46,7 +46,15 @@ class Snapshot:
         built = self._built.get(prompt_id)
         if built is None:
             state = self.prompts[prompt_id]
-            built = Prompt.from_behaviour(state.id, state.version, state.behaviour, state.metadata)
+            try:
+                built = Prompt.from_behaviour(
+                    state.id, state.version, state.behaviour, state.metadata
+                )
+            except PromptlibError as exc:
+                raise LedgerError(
+                    f"{self.label}: prompt {prompt_id} cannot be rebuilt from its recorded "
+                    f"content: {exc}"
+                ) from exc
             if built.fingerprint != state.fingerprint:
                 raise LedgerError(
                     f"{self.label}: prompt {prompt_id} rebuilds with fingerprint "
