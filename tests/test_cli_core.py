@@ -182,7 +182,8 @@ def test_one_broken_file_does_not_block_read_only_commands(project: Path) -> Non
     )
     code, out, err = run("list")
     assert code == 0
-    assert "golden.chat" in out and "lib.bad" not in out
+    assert "golden.chat" in out
+    assert "lib.bad" not in out
     assert warning in err
     code, out, err = run("show", "golden.classify")
     assert (code, warning in err) == (0, True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, build_wheel, fresh_venv, pip_install, run_checked
+from promptlib.versions import Bump, apply_bump, parse_version
 
 EXAMPLE = REPO / "examples" / "downstream"
 VERSION = version("promptlib")
@@ -73,6 +74,14 @@ def _library_outside_requirement(src: Path) -> None:
     _edit(src / "pyproject.toml", r'^version = ".*"$', 'version = "3.0.0"')
 
 
+# A release inside the example's requirement, with the same prompts: not the one locked.
+OTHER_RELEASE = str(apply_bump(parse_version(VERSION), Bump.PATCH))
+
+
+def _other_release(src: Path) -> None:
+    _edit(src / "pyproject.toml", r'^version = ".*"$', f'version = "{OTHER_RELEASE}"')
+
+
 DRIFTS: list[tuple[str, Callable[[Path], None], str]] = [
     (
         "template changed",
@@ -93,6 +102,12 @@ DRIFTS: list[tuple[str, Callable[[Path], None], str]] = [
         "library outside requirement",
         _library_outside_requirement,
         "drift: installed promptlib 3.0.0 is outside 'promptlib>=2.1,<3'",
+    ),
+    (
+        "another release than the lock's",
+        _other_release,
+        f"drift: prompt_manifest.lock was made against promptlib {VERSION} but promptlib "
+        f"{OTHER_RELEASE} is installed",
     ),
 ]
 

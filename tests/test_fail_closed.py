@@ -88,7 +88,7 @@ def released(tmp_path: Path) -> Path:
 
 def test_a_failed_job_shows_in_every_eval_format(tmp_path: Path) -> None:
     root = make_project(tmp_path, system="Answer yes. [fail]")
-    code, out, err = cli(root, "eval")
+    code, out, _ = cli(root, "eval")
     assert code == 3
     assert "failed: 460 of 460 examples failed" in out
     code, out, _ = cli(root, "eval", "--format", "markdown")

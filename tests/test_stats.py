@@ -19,8 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence

@@ -72,5 +72,7 @@ def test_start_up_fails_closed_when_the_lock_does_not_match(tmp_path: Path) -> N
     lock = json.loads(MANIFEST.with_suffix(".lock").read_text(encoding="utf-8"))
     lock["prompts"][ROUTER]["fingerprint"] = "sha256:" + "0" * 64
     manifest.with_suffix(".lock").write_text(json.dumps(lock), encoding="utf-8")
-    with pytest.raises(promptlib.DriftError, match="differs from the locked"):
+    with pytest.raises(promptlib.DriftError, match="differs from the locked") as caught:
         Responder(manifest)
+    # The lock is sealed: an edit by hand is refused even before comparing prompts.
+    assert "prompt_manifest.lock was edited by hand" in str(caught.value)

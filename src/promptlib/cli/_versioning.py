@@ -289,9 +289,12 @@ def manifest_lock(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> No
 @handle_errors
 def manifest_check(manifest: ManifestOption = Path("prompt_manifest.yaml")) -> None:
     """Fail (exit 1) on any drift between the manifest, its lock and the installed library."""
-    from ..consumers.manifest import check_manifest, installed_version
+    from ..consumers.manifest import installed_version, verify_manifest
 
-    drifts = check_manifest(manifest)
+    result = verify_manifest(manifest)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    drifts = result.drifts
     for drift in drifts:
         typer.echo(f"drift: {drift}")
     if drifts:
