@@ -28,10 +28,13 @@ def load(path: str | Path | None = None, *, manifest: str | Path | None = None) 
     """Load a prompt library; with no path, the one bundled with the installed package.
 
     ``manifest`` names a consumer's ``prompt_manifest.yaml``: only its prompts are returned,
-    after checking the installed library against the manifest and its lock. Any drift (a
-    missing prompt, a version outside its range, a fingerprint different from the lock, a
-    library version outside the requirement, a stale lock) raises ``DriftError``: it fails
-    closed, never returning a silently different prompt.
+    after checking the installed library against the manifest and its sealed lock. Any
+    drift raises ``DriftError`` listing every one: a missing prompt, a version outside its
+    range, a library version outside the requirement, a missing or stale lock, a lock made
+    against another promptlib version, a pinned prompt the lock lacks, a locked version or
+    fingerprint different from the installed prompt, a lock edited by hand. It fails closed,
+    never returning a silently different prompt. A manifest or lock that cannot be read
+    raises ``ConfigError`` naming the file.
     """
     library = load_library(path)
     if manifest is None:
