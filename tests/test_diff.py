@@ -49,7 +49,10 @@ CHAT: dict[str, Any] = {
     },
     "messages": [
         {"role": "system", "content": "Classify the message. {% include 'voice.j2' %}"},
-        {"role": "user", "content": "{{ text }} ({{ count }}, {{ tone }}, {{ style }})"},
+        {
+            "role": "user",
+            "content": "{{ text }} ({{ count }}, {{ tone }}, {{ style | default('any') }})",
+        },
     ],
     "model": {"temperature": 0},
     "output": {"format": "label", "labels": ["billing", "refund", "other"]},

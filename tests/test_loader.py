@@ -137,7 +137,7 @@ def test_partial_cycles_and_nested_includes(tmp_path: Path) -> None:
     )
     result = scan(tmp_path)
     assert [p.message for p in result.problems] == [
-        "in partial 'a.j2': in partial 'b.j2' line 1: partials include each other in a cycle: a.j2 -> b.j2 -> a.j2"
+        "in partial 'a.j2' line 1: in partial 'b.j2' line 1: partials include each other in a cycle: a.j2 -> b.j2 -> a.j2"
     ]
 
 
@@ -227,3 +227,193 @@ def test_validation_cache_reuses_unchanged_files_only(
     checked.clear()
     assert len(run().ids) == 2
     assert len(checked) == 3
+
+
+# -- template lines map back to the lines of the file ------------------------------------
+
+# Three template lines with the problem (<B>) in the middle: on template line 2, or 3
+# where the style adds an empty line, or 1 where it folds everything into one line. Each
+# style writes them in one way YAML allows (<I> is the indentation of the value's
+# continuation lines); ``offset`` is how many lines below the key the problem is written.
+STYLES = [
+    # (name, value as written after the key, offset)
+    ("plain one line", "Reply to {{ message }}. <B> Thanks.", 0),
+    ("plain lines", "Reply to {{ message }}.\n\n<I><B>\n\n<I>Thanks.", 2),
+    ("plain wrapped", "Reply\n<I>to {{ message }}.\n\n<I><B>\n<I>\n<I>Thanks.", 3),
+    ("double-quoted escapes", '"Reply to {{ message }}.\\n<B>\\nThanks."', 0),
+    ("double-quoted lines", '"Reply to {{ message }}.\n\n<I><B>\n\n<I>Thanks."', 2),
+    ("double-quoted continued", '"Reply to {{ message }}.\\n\\\n<I><B>\\n\\\n<I>Thanks."', 1),
+    ("double-quoted escape then fold", '"Reply to {{ message }}.\\n<B>\n<I>\\nThanks."', 0),
+    ("double-quoted wrapped", '"Reply to\n<I>{{ message }}.\\n<B>\\n\n<I>Thanks."', 1),
+    ("single-quoted one line", "'Reply to {{ message }}. <B> Thanks.'", 0),
+    ("single-quoted lines", "'Reply to {{ message }}.\n\n<I><B>\n\n<I>Thanks.'", 2),
+    ("single-quoted wrapped", "'Reply\n<I>to {{ message }}.\n\n<I><B>\n\n<I>Thanks.'", 3),
+    ("literal", "|\n<I>Reply to {{ message }}.\n<I><B>\n<I>Thanks.\n", 2),
+    ("literal strip", "|-\n<I>Reply to {{ message }}.\n\n<I><B>\n<I>Thanks.\n", 3),
+    ("literal keep", "|+\n\n<I>Reply to {{ message }}.\n<I><B>\n<I>Thanks.\n\n", 3),
+    ("literal indentation indicator", "|2\n<I>  Reply to {{ message }}.\n<I><B>\n<I>Thanks.\n", 2),
+    ("folded", ">\n<I>Reply to {{ message }}.\n\n<I><B>\n\n<I>Thanks.\n", 3),
+    ("folded strip", ">-\n<I>Reply to {{ message }}.\n\n<I><B>\n\n<I>Thanks.\n", 3),
+    ("folded wrapped", ">\n<I>Reply\n<I>to {{ message }}.\n\n<I><B>\n\n<I>Thanks.\n", 4),
+    ("folded more indented", ">\n<I>Reply to {{ message }}.\n<I>  <B>\n<I>Thanks.\n", 2),
+    ("folded comment", "> # a note\n<I>Reply to {{ message }}.\n\n\n<I><B>\n<I>Thanks.\n", 4),
+]
+# (name, second template line, message, the token the file must show on the reported line)
+BREAKAGES = [
+    (
+        "undeclared variable",
+        "Name is {{ customer_name }}",
+        "uses variable 'customer_name', which is not declared in inputs",
+        "customer_name",
+    ),
+    (
+        "unknown filter",
+        "{{ message | uppr }}",
+        "unknown filter 'uppr' (did you mean 'upper'?)",
+        "uppr",
+    ),
+    (
+        "syntax error",
+        "{% endif %}",
+        "template syntax error: Encountered unknown tag 'endif'.",
+        "endif",
+    ),
+]
+# Where the template is: the line of its key, the key path and the continuation indent.
+PLACES = {
+    "template": (6, "template", "  "),
+    "content": (8, "messages[0].content", "      "),
+}
+HEAD = "id: lib.p\nversion: 1.0.0\ndescription: x\ninputs:\n  message: {type: string}\n"
+LINE_ROWS = [
+    (style, value, breakage, bad, message, token, place, PLACES[place][0] + offset)
+    for style, value, offset in STYLES
+    for breakage, bad, message, token in BREAKAGES
+    for place in PLACES
+]
+
+
+def _prompt_with(value: str, place: str) -> str:
+    _line, _key, indent = PLACES[place]
+    value = value.replace("<I>", indent)
+    if place == "template":
+        return HEAD + f"template: {value}\n"
+    return HEAD + f"messages:\n  - role: user\n    content: {value}\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "bad", "message", "token", "place", "line"),
+    [row[1:2] + row[3:] for row in LINE_ROWS],
+    ids=[f"{row[0]}-{row[2]}-{row[6]}" for row in LINE_ROWS],
+)
+def test_template_problems_point_at_the_line_of_the_file(
+    tmp_path: Path, value: str, bad: str, message: str, token: str, place: str, line: int
+) -> None:
+    text = _prompt_with(value.replace("<B>", bad), place)
+    # The table itself: the expected line is the one that shows the offending token.
+    assert token in text.splitlines()[line - 1], text
+    write(tmp_path / "lib" / "p.yaml", text)
+    result = scan(tmp_path)
+    assert [(p.line, p.key, p.message) for p in result.problems] == [
+        (line, PLACES[place][1], message)
+    ]
+
+
+def test_the_line_table_is_large_enough() -> None:
+    assert len(LINE_ROWS) >= 35
+
+
+# -- input names: the loader and the JSON Schema agree -----------------------------------
+
+INPUT_NAMES = [
+    # (name, valid, the loader's message when it is not)
+    ("answerKey", True, None),
+    ("_private", True, None),
+    ("Ticket_2", True, None),
+    ("Loop", True, None),
+    (
+        "a-b",
+        False,
+        "input name 'a-b' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+    ),
+    (
+        "2nd",
+        False,
+        "input name '2nd' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+    ),
+    (
+        "a b",
+        False,
+        "input name 'a b' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+    ),
+    (
+        "café",
+        False,
+        "input name 'café' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+    ),
+    ("loop", False, "input name 'loop' is reserved by the template language; rename the input"),
+    ("range", False, "input name 'range' is reserved by the template language; rename the input"),
+    ("None", False, "input name 'None' is reserved by the template language; rename the input"),
+    ("true", False, "input name 'true' is reserved by the template language; rename the input"),
+]
+
+
+@pytest.mark.parametrize(("name", "valid", "message"), INPUT_NAMES)
+def test_input_names_agree_between_loader_and_schema(
+    tmp_path: Path, name: str, valid: bool, message: str | None
+) -> None:
+    import json
+
+    import jsonschema
+
+    from promptlib.library.schema import prompt_file_schema
+
+    document = {
+        "id": "lib.p",
+        "version": "1.0.0",
+        "description": "x",
+        "inputs": {"message": {"type": "string"}, name: {"type": "string"}},
+        "template": "{{ message }}",
+    }
+    schema = prompt_file_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert validator.is_valid(document) is valid
+    # JSON is YAML: the same document as a prompt file, with the name's key on line 9.
+    write(tmp_path / "lib" / "p.yaml", json.dumps(document, indent=2))
+    result = scan(tmp_path)
+    expected = [] if valid else [(9, f"inputs.{name}", message)]
+    assert [(p.line, p.key, p.message) for p in result.problems] == expected
+
+
+def test_every_bad_input_name_is_reported_at_its_line(tmp_path: Path) -> None:
+    write(
+        tmp_path / "lib" / "p.yaml",
+        "id: lib.p\nversion: 1.0.0\ndescription: x\ninputs:\n"
+        "  customer-message: {type: string}\n"
+        "  answerKey: {type: string}\n"
+        "  9lives: {type: strin}\n"
+        "  self: {type: string}\n"
+        "template: '{{ answerKey }}'\n",
+    )
+    assert [(p.line, p.key, p.message) for p in scan(tmp_path).problems] == [
+        (
+            5,
+            "inputs.customer-message",
+            "input name 'customer-message' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+        ),
+        (
+            7,
+            "inputs.9lives",
+            "input name '9lives' is not valid: use letters, digits and underscores, starting with a letter or underscore",
+        ),
+        (
+            7,
+            "inputs.9lives.type",
+            "input should be 'string', 'integer', 'number', 'boolean', 'array' or 'object', got 'strin'",
+        ),
+        (
+            8,
+            "inputs.self",
+            "input name 'self' is reserved by the template language; rename the input",
+        ),
+    ]

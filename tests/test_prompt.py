@@ -273,3 +273,71 @@ def test_recorded_behaviour_rebuilds_the_same_prompt(
     )
     assert rebuilt.fingerprint == prompt.fingerprint
     assert rebuilt.render(**prompt.examples[0].inputs) == prompt.render(**prompt.examples[0].inputs)
+
+
+# -- an optional input without a default is undefined, never the text "None" -------------
+
+OPTIONAL = """\
+id: lib.optional
+version: 1.0.0
+description: Optional inputs.
+inputs:
+  note: {{type: string, required: false}}
+  nothing: {{type: string, required: false, default: null}}
+template: "{template}"
+"""
+
+NOT_GIVEN = (
+    "lib.optional: undefined value: optional input 'note' was not given; "
+    "write {{ note | default('...') }} or {% if note %}...{% endif %}"
+)
+
+OPTIONAL_CASES = [
+    # (template, rendered without note, rendered with note='hi'); None: the render fails
+    ("{{ note | default('n/a') }}", "n/a", "hi"),
+    ("{% if note %}[{{ note }}]{% else %}none{% endif %}", "none", "[hi]"),
+    ("{% if not note %}none{% endif %}", "none", ""),
+    ("{{ note is defined }}", "False", "True"),
+    ("{{ note is undefined }}", "True", "False"),
+    ("{{ note or 'n/a' }}", "n/a", "hi"),
+    ("{{ note | default('n/a', true) }}", "n/a", "hi"),
+    ("{{ note }}", None, "hi"),
+    ("{{ note ~ '!' }}", None, "hi!"),
+    ("{{ note | upper }}", None, "HI"),
+    ("{{ note | length }}", None, "2"),
+    ("{{ note.upper() }}", None, "HI"),
+    ("{% for c in note %}{{ c }}{% endfor %}", None, "hi"),
+    ("{{ note == 'hi' }}", None, "True"),
+    # An explicit ``default: null`` is a declared default, rendered as the user wrote it.
+    ("{{ nothing }}", "None", "None"),
+    ("{{ nothing is none }}", "True", "True"),
+]
+
+
+@pytest.mark.parametrize(("template", "without", "given"), OPTIONAL_CASES)
+def test_an_optional_input_without_a_default_is_undefined(
+    tmp_path: Path, template: str, without: str | None, given: str
+) -> None:
+    write(tmp_path / "lib" / "optional.yaml", OPTIONAL.format(template=template))
+    result = scan(tmp_path)
+    assert not result.problems, result.problems
+    prompt = result.prompts["lib.optional"]
+    assert prompt.render_text(note="hi") == given
+    if without is None:
+        with pytest.raises(RenderError) as caught:
+            prompt.render_text()
+        assert str(caught.value) == NOT_GIVEN
+    else:
+        assert prompt.render_text() == without
+
+
+def test_check_inputs_leaves_out_an_optional_input_without_a_default(tmp_path: Path) -> None:
+    write(tmp_path / "lib" / "optional.yaml", OPTIONAL.format(template="{{ note is defined }}"))
+    prompt = scan(tmp_path).prompts["lib.optional"]
+    assert prompt.check_inputs({}) == {"nothing": None}
+    assert prompt.check_inputs({"note": "hi"}) == {"note": "hi", "nothing": None}
+    # What the fingerprint covers says which of the two declares a default.
+    assert prompt.behaviour()["inputs"] == {
+        "note": {"type": "string", "required": False},
+        "nothing": {"type": "string", "required": False, "default": None},
+    }

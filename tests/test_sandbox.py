@@ -61,9 +61,18 @@ PAYLOADS = [
         "{{ '%s'|format(text.__class__) }}",
         "access to attribute '__class__'",
     ),
-    # Mutation of containers (immutable sandbox).
-    ("list_append", "{% set xs = [] %}{{ xs.append(1) }}", "access to attribute 'append'"),
-    ("dict_update", "{% set d = {} %}{{ d.update(a=1) }}", "access to attribute 'update'"),
+    # Mutation of containers (immutable sandbox), by a method name built at render time so
+    # that the parse-time check of method calls (tests/test_template_rules.py) cannot see it.
+    (
+        "list_append",
+        "{% set xs = [] %}{{ (xs|attr('app' ~ 'end'))(1) }}",
+        "access to attribute 'append'",
+    ),
+    (
+        "dict_update",
+        "{% set d = {} %}{% set f = d|attr('up' ~ 'date') %}{{ f(a=1) }}",
+        "access to attribute 'update'",
+    ),
     # Work and memory bombs.
     ("huge_range", "{{ range(10**9)|list|length }}", "Range too big"),
     ("string_repeat", "{{ 'a' * 10**9 }}", "repeating a value"),

@@ -11,12 +11,16 @@ itself so that it can:
   (``no`` -> False, ``0755`` -> 493, ``1:20`` -> 80, ``3.10`` -> 3.1), so that a string
   field that received one can say exactly what happened and how to fix it;
 * refuse anchors and aliases (they can expand exponentially; use a partial to share text),
-  merge keys, non-text mapping keys and non-standard tags.
+  merge keys, non-text mapping keys and non-standard tags;
+* remember where every text value is written and in which style, so that a line inside a
+  value (a template's error line) maps back to the line of the file (``value_line``).
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +28,7 @@ import yaml
 
 from .errors import Problem
 
-__all__ = ["Document", "KeyPath", "format_key", "read_yaml"]
+__all__ = ["Document", "KeyPath", "Scalar", "format_key", "read_yaml"]
 
 KeyPath = tuple["str | int", ...]
 
@@ -44,9 +48,32 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _SCALAR_TAGS = frozenset({_STR, _NULL, _BOOL, _INT, _FLOAT, _TIMESTAMP})
 
+# Line breaks as YAML counts them, and as Jinja counts them inside a value.
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_VALUE_BREAK = re.compile(r"\r\n|\r|\n")
+# A run of characters that every scalar style writes as they are (no space, which folding
+# may replace with a line break; no backslash or quote, which quoted styles escape).
+_VERBATIM = re.compile(r"[^\s\\\"']+")
+
 # A constructor instance used only for its scalar conversions (bool, int, float, ...),
 # so that the values are exactly the ones yaml.safe_load would produce.
 _SCALARS = yaml.constructor.SafeConstructor()
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """Where one text value is written: its style and the source range it spans.
+
+    ``style`` is ``""`` (plain), ``"'"``, ``'"'``, ``"|"`` or ``">"``. Lines and columns
+    are 0-based, as YAML marks count them; the range starts at the opening quote or block
+    indicator and ends just after the value (for a block, at the start of the next line).
+    """
+
+    style: str
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
 
 
 @dataclass
@@ -55,16 +82,18 @@ class Document:
 
     ``lines`` maps a key path to the 1-based line of its value; ``key_lines`` maps it to
     the line of the key itself. ``coerced`` maps a key path to the source text of a plain
-    scalar that YAML 1.1 read as a non-string (bool, number, null or date). ``block`` holds
-    the key paths of ``|`` and ``>`` block scalars, whose text starts on the next line.
+    scalar that YAML 1.1 read as a non-string (bool, number, null or date). ``scalars``
+    maps the key path of every text value to where and how it is written; ``text`` is the
+    source, for ``value_line``.
     """
 
     data: Any = None
     lines: dict[KeyPath, int] = field(default_factory=dict)
     key_lines: dict[KeyPath, int] = field(default_factory=dict)
     coerced: dict[KeyPath, str] = field(default_factory=dict)
-    block: set[KeyPath] = field(default_factory=set)
+    scalars: dict[KeyPath, Scalar] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    text: str = ""
 
     def line_of(self, path: KeyPath) -> int:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -73,6 +102,67 @@ class Document:
                 return self.lines[path]
             path = path[:-1]
         return self.lines.get((), 1)
+
+    def value_line(self, path: KeyPath, lineno: int) -> int:
+        """The 1-based line of the file on which line ``lineno`` of the text at ``path``
+        starts (lines of the value counted from 1, at ``\\n``, ``\\r\\n`` and ``\\r``).
+
+        Exact for literal blocks (``|``), whose lines are the file's lines. In the other
+        styles YAML folds line breaks into spaces and quoted text may hold ``\\n``
+        escapes, so the value is matched against the source, word by word and never going
+        back: the answer is the line where the first word of that value line is written
+        (the same line when the break was an escape; for a line without words, where the
+        line before it ends). It is never outside the value's own lines. ``lineno`` 0, or
+        a path that holds no text, gives ``line_of(path)``.
+        """
+        scalar = self.scalars.get(path)
+        if scalar is None or lineno < 1:
+            return self.line_of(path)
+        last = scalar.end_line
+        if scalar.end_column == 0 and last > scalar.start_line:
+            last -= 1  # a block ends at the start of the line after its text
+        if scalar.style == "|":
+            return min(scalar.start_line + lineno, last) + 1
+        value = self.data
+        for part in path:
+            value = value[part]
+        return _folded_line(value, self.text, scalar, last, lineno) + 1
+
+
+def _folded_line(value: str, text: str, scalar: Scalar, last: int, lineno: int) -> int:
+    """``Document.value_line`` for the styles whose value lines are not the file's lines;
+    0-based, between the scalar's first and ``last`` line."""
+    if scalar.style in ("|", ">"):
+        first, column = scalar.start_line + 1, 0  # the text starts below the indicator
+    else:
+        first, column = scalar.start_line, scalar.start_column
+    source_lines = _YAML_BREAK.split(text)[first : last + 1]
+    if not source_lines:
+        return min(first, last)
+    if scalar.style not in ("|", ">"):
+        source_lines[-1] = source_lines[-1][: scalar.end_column]
+    # Blanked rather than cut, so that the key before the value matches no word.
+    source_lines[0] = " " * column + source_lines[0][column:]
+    starts: list[int] = []
+    offset = 0
+    for line in source_lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    source = "\n".join(source_lines)
+    position = 0
+    found = 0
+    for line in _VALUE_BREAK.split(value)[:lineno]:
+        found = -1
+        for word in _VERBATIM.findall(line):
+            at = source.find(word, position)
+            if at < 0:
+                continue  # written as an escape: try the next word
+            if found < 0:
+                found = at
+            position = at + len(word)
+    if found < 0:
+        found = position
+    return first + bisect.bisect_right(starts, found) - 1
 
 
 def format_key(path: KeyPath) -> str:
@@ -165,8 +255,10 @@ class _Builder:
 
     def scalar(self, node: yaml.ScalarNode, key: KeyPath, line: int) -> Any:
         if node.tag == _STR:
-            if node.style in ("|", ">"):
-                self.doc.block.add(key)
+            start, end = node.start_mark, node.end_mark
+            self.doc.scalars[key] = Scalar(
+                node.style or "", start.line, start.column, end.line, end.column
+            )
             return node.value
         if node.tag not in _SCALAR_TAGS:
             self.problem(line, key, f"unsupported YAML tag {node.tag!r}")
@@ -185,7 +277,7 @@ class _Builder:
 
 def read_yaml(text: str, path: str, what: str = "prompt file") -> Document:
     """Read one YAML document; every problem is in ``Document.problems``, nothing raises."""
-    doc = Document()
+    doc = Document(text=text)
     loader = _Loader(text)
     try:
         try:

@@ -233,6 +233,11 @@ class _FileCheck:
         where = format_key(loc)
         if any(where == p.key or where.startswith(p.key + ".") for p in doc.problems if p.key):
             return
+        if loc[-1:] == ("[key]",):
+            # A mapping key that is not valid (an input name): shown at the key's own line.
+            name = loc[:-1]
+            self.error(name, msg.removeprefix("Value error, "), line=doc.key_lines.get(name))
+            return
         if kind == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(loc[:-1]))
             self.error(
@@ -281,10 +286,8 @@ class _FileCheck:
         return out
 
     def template_line(self, key: KeyPath, lineno: int) -> int:
-        start = self.doc.line_of(key)
-        if not lineno:
-            return start
-        return start + lineno if key in self.doc.block else start + lineno - 1
+        """The line of the file that holds line ``lineno`` of the template at ``key``."""
+        return self.doc.value_line(key, lineno)
 
     def check_templates(
         self, data: dict[str, Any], spec: PromptFile | None
@@ -298,7 +301,8 @@ class _FileCheck:
             try:
                 item = self.renderer.parse(source)
             except TemplateProblem as exc:
-                self.error(key, exc.message, line=self.template_line(key, exc.lineno))
+                for problem in exc.every:
+                    self.error(key, problem.message, line=self.template_line(key, problem.lineno))
                 ok = False
                 continue
             parsed.append(item)

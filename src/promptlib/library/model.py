@@ -10,9 +10,17 @@ The JSON Schema that ``promptlib schema`` prints is generated from ``PromptFile`
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ID_PATTERN",
@@ -27,20 +35,47 @@ __all__ = [
 ]
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
-INPUT_NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+# Any ASCII identifier, so that an input can carry the name of a dataset field as it is
+# (``answerKey``).
+INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 INPUT_TYPES = ("string", "integer", "number", "boolean", "array", "object")
-# Names a template cannot use for an input: Jinja keywords, the sandbox's globals and
-# the names Jinja binds inside loops and macros.
+# Names a template cannot use for an input: Jinja keywords and literals (``True``,
+# ``False`` and ``None`` are literals too), the sandbox's globals and the names Jinja
+# binds inside loops and macros.
 RESERVED_INPUT_NAMES = frozenset(
     {
+        "False", "None", "True",
         "and", "as", "block", "caller", "dict", "elif", "else", "endfor", "endif",
         "extends", "false", "for", "from", "if", "import", "in", "include", "is",
         "kwargs", "loop", "macro", "namespace", "none", "not", "or", "range", "recursive",
         "self", "set", "true", "varargs", "with", "without",
     }
 )  # fmt: skip
+_INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
 
 InputType = Literal["string", "integer", "number", "boolean", "array", "object"]
+
+
+def _input_name(name: str) -> str:
+    if not _INPUT_NAME.fullmatch(name):
+        raise ValueError(
+            f"input name {name!r} is not valid: use letters, digits and underscores, "
+            "starting with a letter or underscore"
+        )
+    if name in RESERVED_INPUT_NAMES:
+        raise ValueError(
+            f"input name {name!r} is reserved by the template language; rename the input"
+        )
+    return name
+
+
+# Checked one name at a time, so that every bad name is reported at its own line.
+InputName = Annotated[str, AfterValidator(_input_name)]
+# The same rule for editors, in the JSON Schema of ``inputs``.
+_INPUT_NAMES_SCHEMA: dict[str, JsonValue] = {
+    "pattern": INPUT_NAME_PATTERN,
+    "not": {"enum": [*sorted(RESERVED_INPUT_NAMES)]},
+}
 
 
 class _Strict(BaseModel):
@@ -135,7 +170,9 @@ class PromptFile(_Strict):
     description: str = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
     owner: str | None = None
-    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    inputs: dict[InputName, InputSpec] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": _INPUT_NAMES_SCHEMA}
+    )
     messages: list[MessageSpec] | None = Field(None, min_length=1)
     template: str | None = Field(None, min_length=1)
     model: ModelParams = Field(default_factory=ModelParams)
@@ -148,16 +185,6 @@ class PromptFile(_Strict):
         from ..versions import parse_version
 
         parse_version(value)
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _input_names(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
-        for name in value:
-            if not re.match(INPUT_NAME_PATTERN, name):
-                raise ValueError(f"input name {name!r} must match {INPUT_NAME_PATTERN}")
-            if name in RESERVED_INPUT_NAMES:
-                raise ValueError(f"input name {name!r} is reserved by the template language")
         return value
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from ..errors import InputError, RenderError
 from ..versions import Version, parse_version
 from .messages import Message
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
-from .render import ParsedTemplate, Renderer
+from .render import ParsedTemplate, Renderer, not_given
 
 __all__ = ["FINGERPRINT_FORMAT", "Message", "Prompt", "check_inputs"]
 
@@ -76,9 +76,10 @@ def check_inputs(
 ) -> tuple[dict[str, Any], list[str]]:
     """Validate render arguments against declared inputs (pydantic, strict types).
 
-    Returns the variables to render with (defaults applied; an optional input without a
-    default is ``None``) and one message per problem: unknown names, missing required
-    inputs, wrong types and values outside ``enum``.
+    Returns the variables to render with (declared defaults applied, ``default: null``
+    included; an optional input that declares no default is left out, so that it is
+    undefined in the template) and one message per problem: unknown names, missing
+    required inputs, wrong types and values outside ``enum``.
     """
     problems: list[str] = []
     for name in values:
@@ -95,7 +96,7 @@ def check_inputs(
             variables[name] = value
         elif spec.required:
             problems.append(f"missing required input {name!r} ({spec.type})")
-        else:
+        elif "default" in spec.model_fields_set:
             variables[name] = spec.default
     return variables, problems
 
@@ -114,6 +115,7 @@ class Prompt:
 
     __slots__ = (
         "_compiled",
+        "_not_given",
         "_parsed",
         "_renderer",
         "description",
@@ -151,6 +153,7 @@ class Prompt:
     _renderer: Renderer
     _parsed: tuple[ParsedTemplate, ...]
     _compiled: list[jinja2.Template]
+    _not_given: tuple[str, ...]
 
     def __init__(
         self,
@@ -176,6 +179,15 @@ class Prompt:
         set_(self, "_renderer", renderer)
         set_(self, "_parsed", tuple(parsed))
         set_(self, "_compiled", [])
+        set_(
+            self,
+            "_not_given",
+            tuple(
+                name
+                for name, item in spec.inputs.items()
+                if not item.required and "default" not in item.model_fields_set
+            ),
+        )
         names: set[str] = set()
         variables: set[str] = set()
         for item in parsed:
@@ -244,8 +256,15 @@ class Prompt:
         return self._compiled
 
     def render(self, **inputs: Any) -> list[Message]:
-        """Render the chat messages; a ``template`` prompt renders as one user message."""
+        """Render the chat messages; a ``template`` prompt renders as one user message.
+
+        An optional input that was not given and declares no default is undefined: false
+        in ``{% if %}``, replaced by ``default``, an error when printed.
+        """
         variables = self.check_inputs(inputs)
+        for name in self._not_given:
+            if name not in variables:
+                variables[name] = not_given(name)
         templates = self._templates()
         try:
             if self.messages is None:

@@ -23,6 +23,14 @@ tests):
 * ``{% include %}``, ``{% import %}`` and ``{% from %}`` resolve only names in the partials
   mapping (the files under ``prompts/_partials/``), written as string literals;
   ``{% extends %}`` is not supported.
+* Parsing checks what Jinja itself checks only when a branch runs: every filter and test
+  named anywhere in a template or the partials it includes (also in ``{% if %}`` branches,
+  ``a if c else b`` expressions and by name in ``select``, ``reject``, ``selectattr``,
+  ``rejectattr`` and ``map``) must exist, and no method that modifies a list, dict or set
+  (``.append()``, ``.update()``, ...) may be called. Every such problem is reported.
+* An optional input the caller did not give and that declares no default is passed as
+  ``not_given(name)``: false in ``{% if %}``, replaced by ``default``, not ``defined``, and
+  an error naming the input when printed, iterated or looked into.
 * Bounded work (``RenderLimits``): template source size, rendered output size (also for
   text captured by macros and ``{% set %}`` blocks; text printed inside loops and macros
   may total at most four times the output limit, counted each time it is produced), the
@@ -36,13 +44,14 @@ Caller values are data: they are passed to templates as variables and are never 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import io
 import re
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -51,7 +60,7 @@ from jinja2 import meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.idtracking import VAR_LOAD_RESOLVE
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, _mutable_spec
 from jinja2.visitor import NodeTransformer
 
 from ..errors import RenderError, UnsafeTemplateError
@@ -62,6 +71,7 @@ __all__ = [
     "RenderLimits",
     "Renderer",
     "TemplateProblem",
+    "not_given",
 ]
 
 
@@ -79,12 +89,51 @@ DEFAULT_LIMITS = RenderLimits()
 
 
 class TemplateProblem(Exception):
-    """A problem found while parsing a template; ``lineno`` is 1-based within the template."""
+    """A problem found while parsing a template; ``lineno`` is 1-based within the template.
 
-    def __init__(self, message: str, lineno: int = 0) -> None:
+    ``also`` holds the other problems found in the same pass, in template order: the
+    checks of filters, tests and method calls report all they find at once.
+    """
+
+    def __init__(self, message: str, lineno: int = 0, also: Sequence[TemplateProblem] = ()) -> None:
         self.message = message
         self.lineno = lineno
+        self.also = tuple(also)
         super().__init__(message)
+
+    @property
+    def every(self) -> tuple[TemplateProblem, ...]:
+        """This problem and the others found with it."""
+        return (self, *self.also)
+
+
+def _together(problems: Sequence[TemplateProblem]) -> TemplateProblem:
+    """One exception for several problems, the first in template order leading."""
+    ordered = sorted(problems, key=lambda problem: problem.lineno)
+    first = ordered[0]
+    return TemplateProblem(first.message, first.lineno, ordered[1:])
+
+
+class _NotGiven(jinja2.StrictUndefined):
+    """An optional input that was not given: false in tests, an error when used as a value.
+
+    ``StrictUndefined`` refuses ``bool()`` too, which would make ``{% if x %}`` fail for an
+    input the prompt itself declares optional.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:  # type: ignore[override]
+        return False
+
+
+def not_given(name: str) -> jinja2.Undefined:
+    """The value a template sees for optional input ``name`` when the caller left it out."""
+    return _NotGiven(
+        hint=f"optional input {name!r} was not given; write {{{{ {name} | default('...') }}}} "
+        f"or {{% if {name} %}}...{{% endif %}}",
+        name=name,
+    )
 
 
 @dataclass(frozen=True)
@@ -107,8 +156,41 @@ class ParsedTemplate:
 
 
 _state = threading.local()
-# The nodes ``Renderer._analyse`` looks at: stores, extends and references to partials.
-_ANALYSED = (nodes.Name, nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+# The nodes ``Renderer._analyse`` looks at: stores, extends, references to partials, and
+# the filters, tests and calls it checks.
+_ANALYSED = (
+    nodes.Name,
+    nodes.Extends,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Call,
+)
+# The methods the immutable sandbox refuses to call because they modify a list, dict, set
+# or deque, taken from Jinja's own table (``jinja2.sandbox._mutable_spec``, which
+# ``modifies_known_mutable`` reads) so that the check at parse time and the refusal at
+# render time cannot disagree.
+_MUTATING = frozenset(name for _kind, names in _mutable_spec for name in names)
+# What to write instead, for the methods templates reach for most.
+_INSTEAD = {
+    "append": "xs + [item]",
+    "extend": "xs + more",
+    "insert": "[item] + xs",
+    "sort": "xs|sort",
+    "reverse": "xs|reverse",
+    "update": "dict(d, key=value)",
+}
+# Filters that take the name of a test or filter as an argument, and its position.
+_NAMED_IN_ARGUMENT = {
+    "select": (0, "test"),
+    "reject": (0, "test"),
+    "selectattr": (1, "test"),
+    "rejectattr": (1, "test"),
+    "map": (0, "filter"),
+}
+_BUILTIN_LISTS = "https://jinja.palletsprojects.com/en/stable/templates/#list-of-builtin-{}s"
 _WIDTH_IN_SPEC = re.compile(r"(\d+)")
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
 _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
@@ -544,6 +626,29 @@ def _yield_text(text: str, context: Any) -> Iterator[str]:
         yield text
 
 
+def _mutation(method: str) -> str:
+    """The message for a call of a method that modifies its list, dict or set."""
+    instead = _INSTEAD.get(method)
+    return (
+        f"`.{method}()` would modify a value; templates cannot change data (the sandbox "
+        "refuses it at render time): build a new value with filters instead"
+        + (f", e.g. `{instead}`" if instead else "")
+    )
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """The message for a filter or test that does not exist, with the nearest real name."""
+    public = [k for k in known if not k.startswith("_")]
+    # Stricter than difflib's default, which offers unrelated names (frobnicate: truncate).
+    close = difflib.get_close_matches(name, public, n=1, cutoff=0.75)
+    if close:
+        return f"unknown {kind} {name!r} (did you mean {close[0]!r}?)"
+    return (
+        f"unknown {kind} {name!r}: templates can use Jinja's built-in {kind}s "
+        f"({_BUILTIN_LISTS.format(kind)})"
+    )
+
+
 def _check_replace(value: str, old: Any, new: Any, *, limit: int) -> None:
     if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
         count = len(value) + 1 if not old else value.count(old)
@@ -610,20 +715,31 @@ class Renderer:
         extends: nodes.Extends | None = None
         assigned: set[str] = set()
         references: list[nodes.Node] = []
+        problems: list[TemplateProblem] = []
         for node in tree.find_all(_ANALYSED):
             if isinstance(node, nodes.Name):
                 if node.ctx == "store":
                     assigned.add(node.name)
+            elif isinstance(node, nodes.Filter | nodes.Test | nodes.Call):
+                problems.extend(
+                    TemplateProblem(message, node.lineno) for message in self._refusals(node)
+                )
             elif isinstance(node, nodes.Extends):
                 if extends is None:
                     extends = node
             else:
                 references.append(node)
         if extends is not None:
-            raise TemplateProblem(
-                "{% extends %} is not supported; use {% include %} with a partial",
-                extends.lineno,
+            problems.append(
+                TemplateProblem(
+                    "{% extends %} is not supported; use {% include %} with a partial",
+                    extends.lineno,
+                )
             )
+        if problems:
+            # Before generating code: Jinja's generator stops at the first unknown filter
+            # outside a condition, with a message of its own.
+            raise _together(problems)
         if generator is None:
             variables = set(meta.find_undeclared_variables(tree)) - self.GLOBALS
         else:
@@ -655,11 +771,45 @@ class Renderer:
                     f"partials include each other in a cycle: {' -> '.join((*stack, name))}",
                     node.lineno,
                 )
-            info = self._partial(name, stack)
+            try:
+                info = self._partial(name, stack)
+            except TemplateProblem as exc:
+                # Problems inside a partial are shown at the line that includes it.
+                raise _together(
+                    [TemplateProblem(p.message, p.lineno or node.lineno) for p in exc.every]
+                ) from None
             partials.add(name)
             partials |= info.partials
             variables |= set(info.variables) - assigned
         return variables, partials
+
+    def _refusals(self, node: nodes.Filter | nodes.Test | nodes.Call) -> Iterator[str]:
+        """What is wrong with one filter, test or call: the names Jinja would only look up
+        when the expression runs, and the method calls the sandbox would refuse then."""
+        env = self._env
+        if isinstance(node, nodes.Call):
+            method = node.node
+            if isinstance(method, nodes.Getattr) and method.attr in _MUTATING:
+                yield _mutation(method.attr)
+            return
+        if isinstance(node, nodes.Filter):
+            if node.name not in env.filters:
+                yield _unknown("filter", node.name, env.filters)
+            if node.name == "attr" and node.args:
+                # ``xs|attr('append')`` reaches the same method by name.
+                name = node.args[0]
+                if isinstance(name, nodes.Const) and name.value in _MUTATING:
+                    yield _mutation(name.value)
+            named = _NAMED_IN_ARGUMENT.get(node.name)
+            if named is not None:
+                position, kind = named
+                argument = node.args[position] if len(node.args) > position else None
+                if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+                    known = env.tests if kind == "test" else env.filters
+                    if argument.value not in known:
+                        yield _unknown(kind, argument.value, known)
+        elif node.name not in env.tests:
+            yield _unknown("test", node.name, env.tests)
 
     def _partial(self, name: str, stack: tuple[str, ...]) -> ParsedTemplate:
         info = self._partial_info.get(name)
@@ -674,10 +824,15 @@ class Renderer:
                         f"template error: {error.message or error}", lineno
                     ) from None
             except TemplateProblem as exc:
-                raise TemplateProblem(
-                    f"in partial {name!r}"
-                    + (f" line {exc.lineno}" if exc.lineno else "")
-                    + f": {exc.message}"
+                raise _together(
+                    [
+                        TemplateProblem(
+                            f"in partial {name!r}"
+                            + (f" line {p.lineno}" if p.lineno else "")
+                            + f": {p.message}"
+                        )
+                        for p in exc.every
+                    ]
                 ) from None
             info = ParsedTemplate(
                 self.partials[name], tree, frozenset(variables), frozenset(partials)
