@@ -75,7 +75,7 @@ def promptlib(project: Path, *args: str) -> float:
 def run_calls(project: Path) -> tuple[int, int]:
     """(provider calls, run records) in the project's ledger so far."""
     calls = runs = 0
-    ledger = project / "evals" / "ledger.jsonl"
+    ledger = project / "evals" / "ledger" / "index.jsonl"
     for line in ledger.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if record.get("kind") == "run":

@@ -59,8 +59,8 @@ PARTS = [
         ("complete",),
     ),
     ("metrics (`score` of each metric: ROUGE, accuracy, ...)", "metrics.py", ("score",)),
-    ("ledger (`Ledger.read`, `Ledger.append`)", "store.py", ("read", "append")),
-    ("run records (`build_record`)", "runner.py", ("build_record",)),
+    ("ledger (`Ledger.read`, `Ledger.append`)", "core.py", ("read", "append")),
+    ("run records and evidence objects (`build_run`)", "runner.py", ("build_run",)),
 ]
 SUITES_AND_DATA = [("suite.py", "load_suites"), ("dataset.py", "load_dataset")]
 
@@ -73,8 +73,7 @@ def copy_project(target: Path) -> None:
 
 
 def fresh_ledger(project: Path) -> None:
-    for path in (project / "evals").glob("ledger.jsonl*"):
-        path.unlink()
+    shutil.rmtree(project / "evals" / "ledger", ignore_errors=True)
 
 
 def count_examples(results: list[dict[str, Any]]) -> int:
@@ -129,7 +128,7 @@ def timed_parts(project: Path) -> tuple[str, float]:
     from promptlib.evals import metrics, suite
     from promptlib.evals import run as evaluation
     from promptlib.evals import runner as harness
-    from promptlib.ledger import store as ledger
+    from promptlib.ledger import core as ledger
     from promptlib.library import prompt
     from promptlib.providers import retrieval
 
@@ -169,7 +168,7 @@ def timed_parts(project: Path) -> tuple[str, float]:
             wrap(cls, "score", labels[4])
     wrap(ledger.Ledger, "read", labels[5])
     wrap(ledger.Ledger, "append", labels[5])
-    wrap(harness, "build_record", labels[6])
+    wrap(harness, "build_run", labels[6])
     try:
         total, _examples = in_process(project)
     finally:

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from promptlib.errors import LedgerError
-from promptlib.ledger import Ledger
+from promptlib.ledger import LineStore
 
 
 def say(event: str, **fields: object) -> None:
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    ledger = Ledger(args.ledger)
+    ledger = LineStore(args.ledger)
     if args.fsize_limit:
         import resource
         import signal

@@ -128,7 +128,7 @@ def since(server: LLMServer, before: Counter[str]) -> dict[str, int]:
 
 
 def run_count(root: Path) -> int:
-    return len(Ledger(root / "evals" / "ledger.jsonl").read().of_kind("run"))
+    return len(Ledger(root / "evals" / "ledger").read().runs)
 
 
 def change_alpha(root: Path, system: str, version: str = "1.1.0") -> None:
@@ -334,7 +334,7 @@ def test_a_baseline_missing_from_the_ledger_is_evaluated_from_the_release_record
     release(root, server)
     # Keep only the release record (as if the runs had been made with another provider),
     # and drop the response cache: every score must come from the provider again.
-    ledger = root / "evals" / "ledger.jsonl"
+    ledger = root / "evals" / "ledger" / "index.jsonl"
     lines = ledger.read_text(encoding="utf-8").splitlines(keepends=True)
     ledger.write_text("".join(x for x in lines if '"kind":"release"' in x), encoding="utf-8")
     assert run_count(root) == 0

@@ -127,6 +127,7 @@ def test_the_key_depends_only_on_what_the_provider_sees(same: Request) -> None:
 def test_the_key_is_the_hash_of_the_recorded_material() -> None:
     key, material = ResponseCache.key(BASE, PROVIDER)
     assert material == {
+        "format": "promptlib-cache-key/2",
         "provider": PROVIDER,
         "messages": [m.to_dict() for m in BASE.messages],
         "params": {"temperature": 0, "max_tokens": 16},
@@ -136,6 +137,12 @@ def test_the_key_is_the_hash_of_the_recorded_material() -> None:
     # sha256 of the canonical JSON, computed with the standard library alone.
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert key == "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # The schema-1 key is the same material without the format.
+    legacy = {k: v for k, v in material.items() if k != "format"}
+    canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert ResponseCache.legacy_key(BASE, PROVIDER) == (
+        "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    )
 
 
 # --------------------------------------------------------------------------------- modes

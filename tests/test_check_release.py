@@ -137,11 +137,19 @@ def make_project(root: Path) -> Path:
 
 
 def ledger_releases(root: Path) -> list[dict[str, Any]]:
-    return [dict(r) for r in releases(Ledger(root / "evals" / "ledger.jsonl"))]
+    """The release records, oldest first, with their prompts listed by id."""
+    out = []
+    for record in releases(Ledger(root / "evals" / "ledger").read()):
+        data = record.model_dump(by_alias=True)
+        data["prompts"] = [
+            {"id": pid, **item.model_dump()} for pid, item in sorted(record.prompts.items())
+        ]
+        out.append(data)
+    return out
 
 
 def run_records(root: Path) -> list[dict[str, Any]]:
-    return list(Ledger(root / "evals" / "ledger.jsonl").read().of_kind("run"))
+    return [r.to_json() for r in Ledger(root / "evals" / "ledger").read().runs]
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -427,7 +435,7 @@ def test_first_release(project: Path) -> None:
     code, out, err = cli(project, "release")
     assert code == 0, err
     assert out.startswith("release 1.0.0 (first release)\n")
-    assert "wrote: CHANGELOG.md, evals/ledger.jsonl" in err
+    assert "wrote: CHANGELOG.md, evals/ledger" in err
     [record] = ledger_releases(project)
     assert (record["version"], record["previous"], record["bump"]) == ("1.0.0", None, None)
     assert record["git_commit"] == git(project, "rev-parse", "HEAD")
@@ -549,10 +557,7 @@ def test_release_bumps_versions_writes_the_changelog_and_records_the_release(
     code, out, err = cli(released, "release")
     assert code == 0, err
     assert out.startswith("release 1.1.0 (minor after 1.0.0)\n  demo.sentiment: 1.0.0 -> 1.1.0\n")
-    assert (
-        "wrote: prompts/demo/sentiment.yaml, pyproject.toml, CHANGELOG.md, evals/ledger.jsonl"
-        in err
-    )
+    assert "wrote: prompts/demo/sentiment.yaml, pyproject.toml, CHANGELOG.md, evals/ledger" in err
     sentiment = (released / "prompts" / "demo" / "sentiment.yaml").read_text("utf-8")
     assert "version: 1.1.0  # the prompt's own version\n" in sentiment  # the comment is kept
     assert 'version = "1.1.0"' in (released / "pyproject.toml").read_text("utf-8")
@@ -632,12 +637,14 @@ def test_release_commit_tags_and_never_pushes(released: Path, tmp_path: Path) ->
     assert git(released, "log", "-1", "--format=%s") == "Release 1.1.0"
     assert git(released, "status", "--porcelain") == ""  # everything released is committed
     changed = git(released, "show", "--name-only", "--format=", "HEAD").splitlines()
-    assert sorted(changed) == [
+    objects = [name for name in changed if name.startswith("evals/ledger/objects/")]
+    assert sorted(set(changed) - set(objects)) == [
         "CHANGELOG.md",
-        "evals/ledger.jsonl",
+        "evals/ledger/index.jsonl",
         "prompts/demo/sentiment.yaml",
         "pyproject.toml",
     ]
+    assert objects  # the new behaviour and the release's runs' evidence
     assert git(released, "ls-remote", "origin") == ""  # never pushed
 
 

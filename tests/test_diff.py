@@ -344,7 +344,7 @@ CASES: list[Case] = [
         [put("inputs.style.default", "short")],
         None,
         MINOR,
-        [(MINOR, "input 'style' default None -> 'short'")],
+        [(MINOR, "input 'style' default (none) -> 'short'")],
     ),
     (
         "labels reordered",
@@ -573,9 +573,10 @@ def snapshot(lib: Library, label: str, version: str | None = None) -> Snapshot:
 
 def via_release_record(lib: Library, tmp_path: Path) -> Snapshot:
     """``lib`` as recorded in a ledger release record and read back."""
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    ledger.append([release_record(lib, "1.0.0", commit=None, previous=None, bump=None)])
-    snap = latest_release(ledger)
+    built = release_record(lib, "1.0.0", commit=None, previous=None, bump=None)
+    Ledger(tmp_path / "ledger").append(built.record, built.objects)
+    # Read back from disk: the behaviours come from the objects written there.
+    snap = latest_release(Ledger(tmp_path / "ledger").read())
     assert snap is not None
     return snap
 

@@ -8,6 +8,7 @@ the key. The last rows check how a bug in promptlib itself is reported.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from collections.abc import Callable
@@ -44,8 +45,8 @@ def add_config(root: Path, text: str) -> None:
 
 
 def reseal_last(root: Path, edit: Callable[[dict[str, object]], None]) -> None:
-    """Edit the last ledger record and seal it again: a valid envelope, a bad body."""
-    path = root / "evals" / "ledger.jsonl"
+    """Edit the last index line and seal it again: a valid envelope, a bad body."""
+    path = root / "evals" / "ledger" / "index.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines()
     record = json.loads(lines[-1])
     del record["hash"]
@@ -61,20 +62,15 @@ def drop_body(record: dict[str, object]) -> None:
             del record[key]
 
 
-def break_behaviour(record: dict[str, object]) -> None:
-    prompts = record["prompts"]
-    assert isinstance(prompts, list)
-    for prompt in prompts:
-        if prompt["id"] == "golden.classify":
-            del prompt["behaviour"]["messages"]
+def object_path(root: Path, reference: str) -> Path:
+    digest = reference.removeprefix("sha256:")
+    return root / "evals" / "ledger" / "objects" / digest[:2] / f"{digest[2:]}.json.gz"
 
 
-def unparseable_template(record: dict[str, object]) -> None:
-    prompts = record["prompts"]
-    assert isinstance(prompts, list)
-    for prompt in prompts:
-        if prompt["id"] == "golden.classify":
-            prompt["behaviour"]["messages"][1]["content"] = "{{ text"
+def classify_behaviour(root: Path) -> Path:
+    """The object file holding the released golden.classify's behaviour."""
+    line = (root / "evals" / "ledger" / "index.jsonl").read_text(encoding="utf-8").splitlines()[-1]
+    return object_path(root, json.loads(line)["prompts"]["golden.classify"]["fingerprint"])
 
 
 SETTINGS = [
@@ -126,45 +122,72 @@ def test_bad_settings_in_promptlib_toml_name_that_file(project: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("edit", "command", "code", "message"),
+    ("command", "code", "message"),
     [
-        # A run record with a valid envelope and no body: readers stop with its name.
-        (drop_body, ["eval"], 2, "run record sha256:"),
-        (drop_body, ["ledger", "verify"], 1, "malformed run record: key: field required"),
-        # Recorded prompt content that no longer makes a prompt.
-        (break_behaviour, ["eval", "--against", "v1.0.0"], 2, "release record sha256:"),
         (
-            break_behaviour,
-            ["ledger", "verify"],
-            1,
-            "malformed release record: prompts.1.behaviour: value error, a prompt's behaviour "
-            "holds exactly one of messages or template",
-        ),
-        (
-            unparseable_template,
-            ["eval", "--against", "v1.0.0"],
+            ["eval"],
             2,
-            "prompt golden.classify cannot be rebuilt",
+            "malformed run record: key, prompt.id, prompt.fingerprint, suite, "
+            "provider.fingerprint missing",
         ),
+        (["ledger", "verify"], 1, "malformed run record: key: field required"),
     ],
 )
-def test_malformed_ledger_bodies_are_named(
-    project: Path,
-    edit: Callable[[dict[str, object]], None],
-    command: list[str],
-    code: int,
-    message: str,
+def test_a_run_line_without_its_body_is_named(
+    project: Path, command: list[str], code: int, message: str
 ) -> None:
     assert cli(project, "eval")[0] == 0
-    if edit is not drop_body:
-        assert cli(project, "release")[0] == 0
-        # Change the prompt so that its released content must be rebuilt and evaluated.
-        path = project / "prompts" / "golden" / "classify.yaml"
-        path.write_text(path.read_text(encoding="utf-8").replace("Classify", "Label"))
-    reseal_last(project, edit)
+    reseal_last(project, drop_body)
     got, output = cli(project, *command)
     assert got == code, output
     assert message in output
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "is missing; fetch it (git lfs pull, dvc pull)"),
+        ("altered", "it was changed after it was written"),
+        ("not gzip", "is not valid gzip"),
+    ],
+)
+def test_a_damaged_behaviour_object_is_named(project: Path, damage: str, message: str) -> None:
+    assert cli(project, "eval")[0] == 0
+    assert cli(project, "release")[0] == 0
+    # Change the prompt so that its released content must be rebuilt and evaluated.
+    path = project / "prompts" / "golden" / "classify.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("Classify", "Label"))
+    stored = classify_behaviour(project)
+    if damage == "missing":
+        stored.unlink()
+    elif damage == "altered":
+        stored.write_bytes(gzip.compress(b'{"format":1}', mtime=0))
+    else:
+        stored.write_bytes(b"not gzip at all")
+    code, output = cli(project, "eval", "--against", "v1.0.0")
+    assert code == 2, output
+    assert message in output
+    code, output = cli(project, "ledger", "verify")
+    assert code == 1, output
+    assert "release 1.0.0 golden.classify behaviour" in output
+
+
+def test_schema_1_content_that_no_longer_makes_a_prompt_is_named(project: Path) -> None:
+    # A schema-1 release record (read-only, --no-record) whose recorded messages were
+    # edited and the line sealed again: the content no longer hashes to its fingerprint.
+    path = project / "evals" / "ledger.jsonl"
+    shutil.copy(GOLDEN / "ledger" / "v1" / "ledger.jsonl", path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[-1])
+    del record["hash"]
+    for prompt in record["prompts"]:
+        if prompt["id"] == "golden.classify":
+            prompt["behaviour"]["messages"][1]["content"] = "{{ text"
+    record["hash"] = sha256_of(record)
+    path.write_text("\n".join([lines[0], canonical_json(record)]) + "\n", encoding="utf-8")
+    code, output = cli(project, "eval", "--against", "v1.0.0", "--no-record")
+    assert code == 2, output
+    assert "prompt golden.classify's recorded content hashes to" in output
 
 
 def test_an_unparseable_package_version_names_the_file(project: Path) -> None:
@@ -202,7 +225,7 @@ def test_a_suite_that_cannot_supply_a_required_input(project: Path) -> None:
     code, output = cli(project, "eval")
     assert (code, message in output) == (2, True), output
     assert "nothing was run" in output
-    assert not (project / "evals" / "ledger.jsonl").exists()
+    assert not (project / "evals" / "ledger").exists()
 
 
 @pytest.mark.parametrize(
@@ -235,7 +258,7 @@ def test_suite_fields_and_rows_are_checked_before_any_call(
     assert message in output
     code, output = cli(project, "eval")
     assert code == 2, output
-    assert not (project / "evals" / "ledger.jsonl").exists()
+    assert not (project / "evals" / "ledger").exists()
 
 
 def test_an_empty_dataset_is_an_input_error_before_any_call(project: Path) -> None:
@@ -243,7 +266,7 @@ def test_an_empty_dataset_is_an_input_error_before_any_call(project: Path) -> No
     code, output = cli(project, "eval")
     assert code == 2
     assert "banking77_refund.jsonl: the dataset has no rows" in output
-    assert not (project / "evals" / "ledger.jsonl").exists()
+    assert not (project / "evals" / "ledger").exists()
 
 
 def test_a_provider_plugin_that_does_not_import(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -100,7 +101,24 @@ def run(project: Path, *args: str) -> tuple[int, str, str]:
 
 
 def runs(project: Path) -> list[dict[str, Any]]:
-    return list(Ledger(project / "evals" / "ledger.jsonl").read().of_kind("run"))
+    """Every run of the project's ledger, with its evidence objects spelled out by example."""
+    view = Ledger(project / "evals" / "ledger").read()
+    out = []
+    for record in view.runs:
+        scores = view.scores(record)
+        outputs = view.outputs(record)
+        data = record.to_json()
+        data["scores"] = {name: scores.of(name) for name in record.metrics}
+        data["errors"] = {"count": record.errors, "examples": dict(scores.errors)}
+        if scores.variance is not None:
+            data["variance"] = {
+                name: dict(zip(scores.ids, values, strict=True))
+                for name, values in scores.variance.items()
+            }
+        if outputs is not None:
+            data["outputs"] = dict(zip(outputs.ids, outputs.outputs, strict=True))
+        out.append(data)
+    return out
 
 
 @pytest.mark.usefixtures("env")
@@ -118,6 +136,8 @@ def test_a_clean_run_is_recorded_and_then_reused(tmp_path: Path) -> None:
         assert record["dataset"]["rows"] == 12
         assert record["dataset"]["sha256"].startswith("sha256:")
         assert record["timing"]["calls"] == 12
+        # The model's answers are kept with the run, one per example.
+        assert record["outputs"] == {f"r{i:03d}": [f"echo: ex-{i}"] for i in range(1, 13)}
         assert "1 evaluated, 0 reused" in err
         code, _, err = run(project)
         assert code == 0
@@ -263,8 +283,12 @@ def test_the_api_key_is_written_nowhere(tmp_path: Path) -> None:
         assert f"Bearer {SENTINEL}" in server.authorizations  # it was used...
     files = [p for p in project.rglob("*") if p.is_file()]
     assert any(p.name == "cache.sqlite" for p in files)
+    assert any(p.name.endswith(".json.gz") for p in files)  # the ledger's objects
     for path in files:
-        assert SENTINEL.encode() not in path.read_bytes(), path  # ...and stored nowhere
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        assert SENTINEL.encode() not in data, path  # ...and stored nowhere
     assert SENTINEL not in out + err
     [record] = runs(project)
     assert "401" in record["errors"]["examples"]["r002"]
@@ -304,7 +328,7 @@ def test_cache_modes(tmp_path: Path) -> None:
     # Each run appends a record; readers collapse exact duplicates (two runs in the same
     # second with the same timings), so only a lower bound is certain.
     assert len(runs(project)) >= 2
-    assert Ledger(project / "evals" / "ledger.jsonl").verify().ok
+    assert Ledger(project / "evals" / "ledger").verify().ok
 
 
 def _cached(project: Path) -> int:

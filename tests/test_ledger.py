@@ -1,7 +1,7 @@
 """The ledger: envelopes and hashes, order independence, crash safety, concurrency, git.
 
 Child processes run tests/_ledger_writer.py, which reports a record as committed only
-after ``Ledger.append`` returned.
+after ``LineStore.append`` returned.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 from conftest import write
 from promptlib._canonical import canonical_json, sha256_of
 from promptlib.errors import LedgerError
-from promptlib.ledger import KINDS, SCHEMA_VERSION, Ledger, LedgerView, Repair, Torn, seal
+from promptlib.ledger import KINDS, SCHEMA_VERSION, LineStore, LineView, Repair, Torn, seal
 
 WRITER = Path(__file__).with_name("_ledger_writer.py")
 TORN_MESSAGE = (
@@ -104,11 +104,11 @@ def test_seal_append_read_round_trip(ledger_path: Path, value: dict[str, Any]) -
     assert sealed["hash"] == "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
     assert seal(sealed) == sealed, "sealing is idempotent"
     assert "hash" not in value, "seal copies; it does not touch its argument"
-    result = Ledger(ledger_path).append(value)
+    result = LineStore(ledger_path).append(value)
     assert result.records == (sealed,)
     assert ledger_path.read_bytes() == line(sealed)
-    assert Ledger(ledger_path).read().records == (sealed,)
-    assert Ledger(ledger_path).verify(bodies=False).ok
+    assert LineStore(ledger_path).read().records == (sealed,)
+    assert LineStore(ledger_path).verify(bodies=False).ok
 
 
 class Opaque:
@@ -125,7 +125,7 @@ class Opaque:
         ({"kind": "run", "by_id": {1: 0.5}}, r"by_id: key 1 is not a string"),
         ({"kind": "run", "tags": {"a"}}, r"tags: a set is not a JSON value"),
         ({"kind": "run", "x": Opaque()}, r"x: a Opaque is not a JSON value"),
-        ({"kind": "run", "schema": 2}, r"says schema 2, but this promptlib writes schema 1"),
+        ({"kind": "run", "schema": 1}, r"says schema 1, but this store writes schema 2"),
         ({"kind": "run", "schema": True}, r"says schema True"),
         ({"kind": "run", "time": 1714557600}, r"'time' must be a string"),
         ({**R[0], "id": "changed"}, r"does not match its content .* changed after it was sealed"),
@@ -216,7 +216,7 @@ LINE_CASES: dict[str, tuple[bytes, list[tuple[int, str, str, str]], list[str], b
     ),
     "unknown kind": (
         line(rehashed({**R[0], "kind": "eval"})),
-        [(1, "error", "kind", r"unknown record kind 'eval' for schema 1")],
+        [(1, "error", "kind", r"unknown record kind 'eval' for schema 2")],
         [],
         False,
     ),
@@ -299,13 +299,13 @@ def test_every_line_is_checked(
 ) -> None:
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_bytes(data)
-    view = Ledger(ledger_path).read()
+    view = LineStore(ledger_path).read()
     assert ids(view.records) == expected
     assert [(p.line, p.severity, p.key) for p in view.problems] == [row[:3] for row in problems]
     for problem, (number, _, _, pattern) in zip(view.problems, problems, strict=True):
         assert re.search(pattern, problem.message), problem.message
         assert str(problem).startswith(f"{ledger_path}:{number}:"), "file and line lead the message"
-    report = Ledger(ledger_path).verify(bodies=False)
+    report = LineStore(ledger_path).verify(bodies=False)
     assert report.ok is ok
     assert report.problems == view.problems
     assert report.records == len(expected)
@@ -328,14 +328,14 @@ def test_verify_counts_lines_records_and_duplicates(
 ) -> None:
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_bytes(data)
-    report = Ledger(ledger_path).verify(bodies=False)
+    report = LineStore(ledger_path).verify(bodies=False)
     assert report.summary() == f"{ledger_path}: {summary}"
     assert sum(report.kinds.values()) == report.records
 
 
 def test_torn_tail_is_described(ledger_path: Path) -> None:
     write(ledger_path, (L[0] + L[1][:7]).decode())
-    view = Ledger(ledger_path).read()
+    view = LineStore(ledger_path).read()
     assert view.torn == Torn(line=2, size=7, complete=False)
     assert view.errors == view.problems
 
@@ -349,11 +349,11 @@ def test_a_newer_schema_stops_the_reader(ledger_path: Path, method: str, where: 
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_bytes(b"".join(lines))
     expected = (
-        f"{ledger_path}: line {where + 1}: written by a newer promptlib (schema 2 > 1); "
+        f"{ledger_path}: line {where + 1}: written by a newer promptlib (schema 3 > 2); "
         "upgrade promptlib to read this ledger"
     )
     with pytest.raises(LedgerError, match=re.escape(expected)):
-        getattr(Ledger(ledger_path), method)()
+        getattr(LineStore(ledger_path), method)()
 
 
 def test_order_does_not_depend_on_line_order(ledger_path: Path) -> None:
@@ -375,7 +375,7 @@ def test_order_does_not_depend_on_line_order(ledger_path: Path) -> None:
     for _ in range(20):
         rng.shuffle(lines)
         ledger_path.write_bytes(b"".join(lines))
-        views.append(Ledger(ledger_path).read().records)
+        views.append(LineStore(ledger_path).read().records)
     records = views[0]
     assert all(view == records for view in views)
     assert len(records) == 40
@@ -384,7 +384,7 @@ def test_order_does_not_depend_on_line_order(ledger_path: Path) -> None:
 
 def test_of_kind(ledger_path: Path) -> None:
     write(ledger_path, b"".join(L).decode())
-    view = Ledger(ledger_path).read()
+    view = LineStore(ledger_path).read()
     assert ids(view.of_kind("run")) == ["r1", "r3"]
     assert ids(view.of_kind("release")) == ["r2"]
     assert len(view) == 3
@@ -394,7 +394,7 @@ def test_of_kind(ledger_path: Path) -> None:
 
 
 def test_a_missing_file_is_an_empty_ledger(ledger_path: Path) -> None:
-    ledger = Ledger(ledger_path)
+    ledger = LineStore(ledger_path)
     assert ledger.read().records == ()
     report = ledger.verify(bodies=False)
     assert (report.ok, report.lines, report.records) == (True, 0, 0)
@@ -406,7 +406,7 @@ def test_a_missing_file_is_an_empty_ledger(ledger_path: Path) -> None:
 
 
 def test_append_creates_folders_and_only_ever_appends(ledger_path: Path) -> None:
-    ledger = Ledger(ledger_path)
+    ledger = LineStore(ledger_path)
     first = ledger.append({"kind": "run", "id": "a"})
     assert first.created
     assert ledger_path.is_file()
@@ -422,7 +422,7 @@ def test_append_creates_folders_and_only_ever_appends(ledger_path: Path) -> None
 
 
 def test_an_invalid_record_appends_nothing(ledger_path: Path) -> None:
-    ledger = Ledger(ledger_path)
+    ledger = LineStore(ledger_path)
     ledger.append(R[0])
     before = ledger_path.read_bytes()
     with pytest.raises(
@@ -449,15 +449,15 @@ def test_append_repairs_an_unterminated_last_line(
 ) -> None:
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_bytes(L[0] + L[2] + tail)
-    result = Ledger(ledger_path).append(R[0] if action == "truncated" else [])
+    result = LineStore(ledger_path).append(R[0] if action == "truncated" else [])
     assert result.repaired == Repair(line=3, size=len(tail), action=action)  # type: ignore[arg-type]
     assert str(result.repaired).startswith(
         "removed a torn" if action == "truncated" else "line 3 was a complete"
     )
-    report = Ledger(ledger_path).verify(bodies=False)
+    report = LineStore(ledger_path).verify(bodies=False)
     assert report.ok, report.problems
     expected = ["r1", "r3"] if action == "truncated" else ["r1", "r2", "r3"]
-    assert ids(Ledger(ledger_path).read().records) == expected
+    assert ids(LineStore(ledger_path).read().records) == expected
     if action == "truncated":
         assert ledger_path.read_bytes() == L[0] + L[2] + L[0]
 
@@ -466,14 +466,14 @@ def test_repair_scans_back_over_a_long_torn_line(ledger_path: Path) -> None:
     big = line(record(4, payload="x" * 300_000))
     ledger_path.parent.mkdir(parents=True)
     ledger_path.write_bytes(L[0] + L[1] + big[:250_000])
-    result = Ledger(ledger_path).append(R[2])
+    result = LineStore(ledger_path).append(R[2])
     assert result.repaired == Repair(line=3, size=250_000, action="truncated")
     assert ledger_path.read_bytes() == L[0] + L[1] + L[2]
 
 
 def test_append_waits_for_the_lock_then_gives_up(ledger_path: Path) -> None:
     ledger_path.parent.mkdir(parents=True)
-    ledger = Ledger(ledger_path, lock_timeout=0.2)
+    ledger = LineStore(ledger_path, lock_timeout=0.2)
     with (
         filelock.FileLock(f"{ledger_path}.lock"),
         pytest.raises(LedgerError, match=r"another writer has held the lock .* for over 0\.2 s"),
@@ -488,7 +488,7 @@ def test_a_reader_waits_out_an_append_in_flight(ledger_path: Path) -> None:
     ledger_path.write_bytes(L[0] + L[1][:10])
     views = []
     with filelock.FileLock(f"{ledger_path}.lock"):
-        reader = threading.Thread(target=lambda: views.append(Ledger(ledger_path).read()))
+        reader = threading.Thread(target=lambda: views.append(LineStore(ledger_path).read()))
         reader.start()
         time.sleep(0.2)
         assert reader.is_alive()
@@ -526,7 +526,7 @@ def start_writer(path: Path, *args: str, cwd: Path | None = None) -> subprocess.
     return child
 
 
-def check_committed(view: LedgerView, committed: dict[str, str]) -> None:
+def check_committed(view: LineView, committed: dict[str, str]) -> None:
     """Every record a writer saw committed is in ``view``, verified."""
     by_id = {r["id"]: r for r in view.records}
     lost = sorted(set(committed) - set(by_id))
@@ -577,8 +577,8 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path: Path) -> No
                 )
                 repaired_by_child += 1
 
-        view = Ledger(path).read()
-        report = Ledger(path).verify(bodies=False)
+        view = LineStore(path).read()
+        report = LineStore(path).verify(bodies=False)
         check_committed(view, mine)
         if view.torn is None:
             assert report.ok, report.problems
@@ -594,20 +594,20 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path: Path) -> No
             torn_tails += view.torn != previous
             if torn_tails % 2:
                 # Repair half of them here; the next writer repairs the others.
-                result = Ledger(path).append({"kind": "run", "id": f"parent-{kill}"})
+                result = LineStore(path).append({"kind": "run", "id": f"parent-{kill}"})
                 action = "completed" if view.torn.complete else "truncated"
                 assert result.repaired == Repair(view.torn.line, view.torn.size, action)
                 mine[f"parent-{kill}"] = result.hashes[0]
                 repaired_by_parent += 1
-                view = Ledger(path).read()
+                view = LineStore(path).read()
                 assert view.problems == ()
                 check_committed(view, mine)
         previous = view.torn
 
     for path, mine in committed.items():
-        Ledger(path).append([])
-        assert Ledger(path).verify(bodies=False).ok
-        check_committed(Ledger(path).read(), mine)
+        LineStore(path).append([])
+        assert LineStore(path).verify(bodies=False).ok
+        check_committed(LineStore(path).read(), mine)
     total = sum(len(mine) for mine in committed.values())
     elapsed = time.monotonic() - started
     print(
@@ -629,19 +629,19 @@ def test_a_short_write_is_completed_or_cut_off(
     leaves exactly the bytes under the limit; with it ignored (Python's default) the second
     write fails with EFBIG and append cuts the partial line off again.
     """
-    Ledger(ledger_path).append([R[0], R[1]])
+    LineStore(ledger_path).append([R[0], R[1]])
     size = ledger_path.stat().st_size
     limit = size + 1000
     options = f"--tag w --count 1 --min-size 5000 --max-size 5000 --fsize-limit {limit}"
     child = start_writer(ledger_path, *options.split(), "--on-limit", on_limit, cwd=tmp_path)
     output, _ = child.communicate(timeout=30)
-    view = Ledger(ledger_path).read()
+    view = LineStore(ledger_path).read()
     if on_limit == "kill":
         assert child.returncode == -signal.SIGXFSZ
         assert [e["event"] for e in events(output)] == ["appending"]
         assert ledger_path.stat().st_size == limit
         assert view.torn == Torn(line=3, size=1000)
-        assert Ledger(ledger_path).append(R[2]).repaired == Repair(3, 1000, "truncated")
+        assert LineStore(ledger_path).append(R[2]).repaired == Repair(3, 1000, "truncated")
     else:
         assert child.returncode == 3
         appending, event = events(output)
@@ -652,8 +652,8 @@ def test_a_short_write_is_completed_or_cut_off(
         )
         assert ledger_path.stat().st_size == size, "the partial line was cut off"
         assert view.problems == ()
-    assert Ledger(ledger_path).verify(bodies=False).ok
-    assert {"r1", "r2"} <= set(ids(Ledger(ledger_path).read().records))
+    assert LineStore(ledger_path).verify(bodies=False).ok
+    assert {"r1", "r2"} <= set(ids(LineStore(ledger_path).read().records))
 
 
 # --- Concurrency --------------------------------------------------------------------------
@@ -672,7 +672,7 @@ def test_concurrent_writers_never_interleave(ledger_path: Path) -> None:
         child.stdin.flush()
     outputs = [child.communicate(timeout=120)[0] for child in children]
     assert [child.returncode for child in children] == [0] * writers
-    report = Ledger(ledger_path).verify(bodies=False)
+    report = LineStore(ledger_path).verify(bodies=False)
     assert report.ok, report.problems[:3]
     assert (report.lines, report.records, report.duplicates) == (
         writers * count,
@@ -720,7 +720,7 @@ def test_git_union_merge_of_two_branches(git: Callable[..., str], tmp_path: Path
     repo = tmp_path / "repo"
     write(repo / ".gitattributes", "evals/ledger.jsonl merge=union\n")
     write(repo / ".gitignore", "*.lock\n")
-    ledger = Ledger(repo / "evals" / "ledger.jsonl")
+    ledger = LineStore(repo / "evals" / "ledger.jsonl")
     ledger.append({"kind": "release", "id": "base", "time": "2024-01-01T00:00:00Z"})
     git("add", "--all")
     git("commit", "--quiet", "-m", "base")

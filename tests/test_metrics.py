@@ -149,7 +149,7 @@ def test_strip_placeholders(text: str, expected: str) -> None:
     assert strip_placeholders(text) == expected
 
 
-def test_rouge_config_and_implementation_are_recorded() -> None:
+def test_rouge_identity_names_promptlibs_algorithm_not_an_installed_version() -> None:
     metric = build_metric(MetricSpec("rougeLsum", {"normalize": "placeholders"}, name="rlsum"))
     assert metric.config() == {
         "name": "rlsum",
@@ -157,7 +157,11 @@ def test_rouge_config_and_implementation_are_recorded() -> None:
         "options": {"stemmer": True, "normalize": "placeholders"},
         "reference": None,
     }
-    assert metric.implementation() == {"rouge-score-semantics": metadata.version("rouge-score")}
+    assert metric.identity() == {**metric.config(), "algorithm": "promptlib-rouge/1"}
+    # Schema-1 keys held the installed rouge-score version; migration still computes them.
+    assert metric.legacy_implementation() == {
+        "rouge-score-semantics": metadata.version("rouge-score")
+    }
     # Stemming on and off must not share a run key.
     plain = build_metric(MetricSpec("rougeLsum", {"normalize": "placeholders", "stemmer": False}))
     assert plain.config()["options"] != metric.config()["options"]
@@ -409,9 +413,26 @@ def test_json_schema_without_any_schema_is_a_config_error() -> None:
     )
 
 
-def test_json_schema_records_the_jsonschema_version() -> None:
+@pytest.mark.parametrize(
+    ("kind", "algorithm"),
+    [
+        ("exact_match", "promptlib-exact-match/1"),
+        ("accuracy", "promptlib-label-accuracy/1"),
+        ("contains", "promptlib-contains/1"),
+        ("json_valid", "promptlib-json-valid/1"),
+        ("json_schema", "promptlib-json-schema/1"),
+    ],
+)
+def test_every_metric_names_its_algorithm(kind: str, algorithm: str) -> None:
+    metric = build_metric(MetricSpec(kind))
+    assert metric.identity()["algorithm"] == algorithm
+    assert build_metric(MetricSpec("regex", {"pattern": "x"})).algorithm == "promptlib-regex/1"
+
+
+def test_json_schema_identity_is_not_the_jsonschema_version() -> None:
     metric = build_metric(MetricSpec("json_schema"))
-    assert metric.implementation() == {"jsonschema": metadata.version("jsonschema")}
+    assert metadata.version("jsonschema") not in str(metric.identity())
+    assert metric.legacy_implementation() == {"jsonschema": metadata.version("jsonschema")}
 
 
 # ------------------------------------------------------------------ python:module:function
@@ -488,7 +509,7 @@ def test_custom_metric_identity_includes_its_source_hash(
     module = custom(SOURCE.format(value="1"))
     metric = build_metric(MetricSpec(f"python:{module}:constant", {"binary": True}))
     digest = hashlib.sha256((tmp_path / f"{module}.py").read_bytes()).hexdigest()
-    assert metric.implementation() == {"source_sha256": digest}
+    assert metric.identity()["algorithm"] == f"python:{module}:constant@sha256:{digest}"
     assert metric.binary is True
     assert build_metric(MetricSpec(f"python:{module}:constant")).binary is False
 

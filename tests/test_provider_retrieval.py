@@ -530,7 +530,10 @@ def test_fingerprint_data_names_the_algorithm_and_no_model() -> None:
     assert data["type"] == "retrieval"
     assert data["algorithm"] == retrieval_module.ALGORITHM
     assert (data["k1"], data["b"]) == (1.5, 0.75)
-    assert isinstance(data["bm25s"], str)
+    # The installed bm25s version is provenance, not identity (schema-1 fingerprints held
+    # it; they are still computed for migration).
+    assert "bm25s" not in data
+    assert provider.legacy_fingerprint != provider.fingerprint
     assert "model" not in data
     assert provider.model is None
     assert provider.fingerprint.startswith("sha256:")

@@ -211,7 +211,13 @@ class Settings:
         return self.root / "evals" if self.root else None
 
     @property
-    def ledger_path(self) -> Path | None:
+    def ledger_dir(self) -> Path | None:
+        """The schema-2 ledger folder: ``evals/ledger/``."""
+        return self.root / "evals" / "ledger" if self.root else None
+
+    @property
+    def ledger_v1_path(self) -> Path | None:
+        """Where a schema-1 ledger lives (read-only): ``evals/ledger.jsonl``."""
         return self.root / "evals" / "ledger.jsonl" if self.root else None
 
     def require_root(self) -> Path:

@@ -205,7 +205,12 @@ def show(
         lines.append(f"  owner: {prompt.owner}")
     lines.append("inputs:")
     for name, spec in prompt.inputs.items():
-        flags = "required" if spec.required else f"optional, default {spec.default!r}"
+        if spec.required:
+            flags = "required"
+        elif "default" in spec.model_fields_set:
+            flags = f"optional, default {spec.default!r}"
+        else:
+            flags = "optional, no default (undefined when not given)"
         enum = f", one of {spec.enum}" if spec.enum else ""
         lines.append(f"  {name} ({spec.type}, {flags}{enum}): {spec.description}")
     model = prompt.model.model_dump(exclude_none=True)

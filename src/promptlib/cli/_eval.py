@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import ConfigError
 from ..settings import Settings
 from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, progress_bar, state
 
@@ -121,23 +120,54 @@ def eval_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the report to this file.")
     ] = None,
+    no_record: Annotated[
+        bool,
+        typer.Option(
+            "--no-record",
+            help="Write nothing to the ledger (exploratory runs); the response cache still "
+            "works and recorded runs are still reused.",
+        ),
+    ] = False,
+    ledger_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger",
+            help="Write new runs to this ledger folder instead of the project's (a scratch or "
+            "shard ledger); the project's runs and releases are still read.",
+            file_okay=False,
+        ),
+    ] = None,
+    no_outputs: Annotated[
+        bool,
+        typer.Option(
+            "--no-outputs",
+            help="Do not keep the model's answers in the ledger (sensitive data); scores are kept.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate prompts on the suites' datasets and append runs to the ledger.
 
     Runs already in the ledger (same prompt fingerprint, dataset, provider and metrics)
-    are reused. Exit 1 when a gate fails, 3 when the provider failed beyond the error
-    budget.
+    are reused. Each new run keeps its per-example scores and the model's answers
+    (`promptlib outputs` shows them). Exit 1 when a gate fails, 3 when the provider failed
+    beyond the error budget.
     """
     from ..evals.cache import CacheMode
     from ..evals.run import evaluate
     from ..evals.runner import EvalOptions
+    from ..ledger import open_project
     from ..reports import render, write_output
 
     cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
     options = EvalOptions(
-        concurrency=concurrency, repeats=repeats, fresh=fresh, error_budget=error_budget
+        concurrency=concurrency,
+        repeats=repeats,
+        fresh=fresh,
+        error_budget=error_budget,
+        keep_outputs=not no_outputs,
     )
+    ledger = open_project(settings, folder=ledger_dir, record=not no_record)
     if against is not None:
         from ._versioning import run_against
 
@@ -150,6 +180,7 @@ def eval_command(
             options,
             output_format.value,
             output,
+            ledger,
         )
         return
     with progress_bar() as update:
@@ -161,6 +192,7 @@ def eval_command(
             cache_mode=cache_mode,
             options=options,
             on_progress=update,
+            ledger=ledger,
         )
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
@@ -175,7 +207,7 @@ def eval_command(
     reused = sum(1 for o in report.outcomes if o.status == "reused")
     typer.echo(
         f"{len(report.outcomes)} prompt runs: {ran} evaluated, {reused} reused from the "
-        f"ledger ({report.ledger})",
+        f"ledger (new runs: {report.ledger})",
         err=True,
     )
     if report.provider_failures:
@@ -194,20 +226,15 @@ def eval_command(
 
 
 ledger_app = typer.Typer(
-    help="Read and check the JSON ledger (evals/ledger.jsonl).",
+    help="Read, check and convert the ledger (evals/ledger/: index.jsonl and objects/).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 app.add_typer(ledger_app, name="ledger")
 
 
-def _ledger(settings: Settings) -> Any:
-    from ..ledger import Ledger
-
-    path = settings.ledger_path
-    if path is None:
-        raise ConfigError("not inside a promptlib project; run from one or pass --project DIR")
-    return Ledger(path)
+def _record_json(record: Any) -> dict[str, Any]:
+    return {**record.to_json(), "hash": record.hash}
 
 
 @ledger_app.command("show")
@@ -222,22 +249,23 @@ def ledger_show(
     output_format: Annotated[LedgerFormat, typer.Option("--format")] = LedgerFormat.table,
 ) -> None:
     """List ledger records: runs (prompt, version, suite, provider, means) and releases."""
+    from ..ledger import RunRecord, open_project
+
     settings = Settings.resolve(state.project)
-    view = _ledger(settings).read()
-    records = list(view.records)
+    view = open_project(settings, write=False).read()
+    records: list[Any] = sorted([*view.runs, *view.releases], key=lambda r: (r.time, r.hash or ""))
     if kind is not None:
-        records = [r for r in records if r.get("kind") == kind.value]
+        records = [r for r in records if r.kind == kind.value]
     if prompt is not None:
         records = [
             r
             for r in records
-            if (r.get("kind") == "run" and r["prompt"]["id"] == prompt)
-            or (r.get("kind") == "release" and prompt in {p["id"] for p in r.get("prompts", [])})
+            if (r.prompt.id == prompt if isinstance(r, RunRecord) else prompt in r.prompts)
         ]
     for problem in view.problems:
         typer.echo(f"warning: {problem}", err=True)
     if output_format is LedgerFormat.json:
-        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps([_record_json(r) for r in records], indent=2, ensure_ascii=False))
         return
     from rich.table import Table
 
@@ -245,43 +273,189 @@ def ledger_show(
     for column in ("time", "kind", "prompt / release", "version", "suite", "provider", "results"):
         table.add_column(column)
     for r in records:
-        if r.get("kind") == "run":
-            means = ", ".join(f"{k} {v['mean']:.3f} (n={v['n']})" for k, v in r["results"].items())
+        if isinstance(r, RunRecord):
+            means = ", ".join(f"{k} {v.mean:.3f} (n={v.n})" for k, v in r.results.items())
             table.add_row(
-                r["time"],
-                "run",
-                r["prompt"]["id"],
-                r["prompt"]["version"],
-                r["suite"],
-                r["provider"]["name"],
-                means,
+                r.time, "run", r.prompt.id, r.prompt.version, r.suite, r.provider.name, means
             )
         else:
             table.add_row(
-                r.get("time", ""),
-                str(r.get("kind")),
-                "release",
-                str(r.get("version", "")),
-                "",
-                "",
-                f"{len(r.get('prompts', []))} prompts",
+                r.time, "release", "release", r.version, "", "", f"{len(r.prompts)} prompts"
             )
     console().print(table)
-    typer.echo(f"{len(records)} records", err=True)
+    typer.echo(f"{len(records)} records ({view.source})", err=True)
 
 
 @ledger_app.command("verify")
 @handle_errors
 def ledger_verify() -> None:
-    """Re-check every ledger line: JSON, hash, schema, duplicates, torn tail.
+    """Re-check the whole ledger: every index line (JSON, hash, schema, body), duplicates,
+    a torn last line, and every object a record references (it must exist and hash to its
+    name).
 
     Exit 1 on any problem.
     """
+    from ..ledger import LegacyLedger, LineStore, open_project
+
     settings = Settings.resolve(state.project)
-    ledger = _ledger(settings)
-    report = ledger.verify()
+    ledger = open_project(settings, write=False)
+    if isinstance(ledger, LegacyLedger):
+        report: Any = LineStore(ledger.path, schema=1).verify()
+    else:
+        report = ledger.verify()
     for problem in report.problems:
         typer.echo(str(problem))
     typer.echo(report.summary(), err=not report.ok)
     if not report.ok:
         raise typer.Exit(EXIT_GATE)
+
+
+@ledger_app.command("migrate")
+@handle_errors
+def ledger_migrate() -> None:
+    """Convert a schema-1 ledger (evals/ledger.jsonl) into schema 2 (evals/ledger/).
+
+    Idempotent: records already migrated are skipped. Runs whose identity can be
+    re-derived from the project get today's run keys and are reused by eval; the others
+    are kept as history. The schema-1 file is left in place; delete it once `promptlib
+    ledger verify` passes.
+    """
+    from ..evals.migrate import GITATTRIBUTES_LINE, migrate
+
+    settings = Settings.resolve(state.project)
+    report = migrate(settings)
+    typer.echo(
+        f"migrated {report.runs} run(s) and {report.releases} release(s) from {report.source} "
+        f"into {report.target} ({report.skipped} already there); {report.rekeyed} run(s) got "
+        f"today's keys"
+    )
+    for item in report.unmatched:
+        typer.echo(f"  kept as history (no matching job today): {item}")
+    if report.gitattributes:
+        typer.echo(f"added to .gitattributes: {GITATTRIBUTES_LINE}")
+    typer.echo(
+        f"next: `promptlib ledger verify`, then delete {report.source.name} (it is no longer "
+        "read once evals/ledger/ exists)",
+        err=True,
+    )
+
+
+class OutputsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+def _short(text: Any, limit: int = 300) -> str:
+    value = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
+    value = value.replace("\n", " ⏎ ")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+@app.command("outputs")
+@handle_errors
+def outputs_command(
+    prompt_id: Annotated[str, typer.Argument(metavar="ID", help="The prompt id.")],
+    suite: Annotated[str | None, typer.Option("--suite", "-s", help="Only this suite.")] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="A run key (or a unique prefix of one).")
+    ] = None,
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="The runs of the prompt as released in this version."),
+    ] = None,
+    worst: Annotated[
+        int | None,
+        typer.Option(
+            "--worst", min=1, help="Only the N examples with the lowest score (failures first)."
+        ),
+    ] = None,
+    output_format: Annotated[OutputsFormat, typer.Option("--format")] = OutputsFormat.table,
+) -> None:
+    """The model's answers kept in the ledger, with inputs, references and scores.
+
+    By default, the runs of the prompt as it is in the working tree (else its latest
+    runs), one per suite. No model is called.
+    """
+    from ..evals.evidence import examples_of, find_runs
+    from ..evals.suite import load_suites
+    from ..ledger import open_project
+    from ..library.collection import load
+
+    settings = Settings.resolve(state.project)
+    root = settings.require_root()
+    view = open_project(settings, write=False).read()
+    library = load(root, strict=False)
+    runs = find_runs(view, prompt_id, suite=suite, key=run, release=release, library=library)
+    suites = {s.name: s for s in load_suites(root)}
+    shown = []
+    for record in runs:
+        evidence = examples_of(view, record, suites, root)
+        examples = evidence.examples
+        if worst is not None:
+            primary = next(iter(record.metrics), None)
+
+            def rank(example: Any, metric: str | None = primary) -> tuple[int, float]:
+                value = example.scores.get(metric) if metric else None
+                return (0 if example.error else 1, value if value is not None else -1.0)
+
+            examples = sorted(examples, key=rank)[:worst]
+        shown.append((evidence, examples))
+    if output_format is not OutputsFormat.table:
+        documents: list[dict[str, Any]] = []
+        for evidence, examples in shown:
+            head = {
+                "key": evidence.run.key,
+                "suite": evidence.run.suite,
+                "prompt": evidence.run.prompt.model_dump(),
+                "provider": evidence.run.provider.model_dump(),
+                "time": evidence.run.time,
+                "notes": evidence.notes,
+            }
+            rows = [
+                {
+                    "id": e.id,
+                    "inputs": e.inputs,
+                    "outputs": e.outputs,
+                    "references": e.references,
+                    "scores": e.scores,
+                    "error": e.error,
+                }
+                for e in examples
+            ]
+            documents.append({"run": head, "examples": rows})
+        if output_format is OutputsFormat.json:
+            echo = json.dumps(documents, indent=2, ensure_ascii=False)
+            typer.echo(echo)
+        else:
+            for document in documents:
+                for row in document["examples"]:
+                    typer.echo(
+                        json.dumps({"run": document["run"]["key"], **row}, ensure_ascii=False)
+                    )
+        return
+    for evidence, examples in shown:
+        r = evidence.run
+        means = ", ".join(f"{k} {v.mean:.3f} (n={v.n})" for k, v in r.results.items())
+        typer.echo(
+            f"{r.prompt.id} {r.prompt.version} in {r.suite} (run {r.key[:19]}..., {r.time}, "
+            f"provider {r.provider.name}): {means}"
+        )
+        for note in evidence.notes:
+            typer.echo(f"  note: {note}")
+        for e in examples:
+            scores = ", ".join(
+                f"{k} {'-' if v is None else format(v, '.3g')}" for k, v in e.scores.items()
+            )
+            typer.echo(f"\n  [{e.id}] {scores}")
+            for name, value in (e.inputs or {}).items():
+                typer.echo(f"    input {name}: {_short(value)}")
+            if e.error:
+                typer.echo(f"    error: {_short(e.error)}")
+            for answer in e.outputs or []:
+                typer.echo(f"    output: {_short(answer)}")
+            for reference in e.references or []:
+                typer.echo(f"    reference: {_short(reference)}")
+        typer.echo("")
+    count = sum(len(examples) for _, examples in shown)
+    typer.echo(f"{count} example(s) from {len(shown)} run(s) ({view.source})", err=True)

@@ -30,6 +30,7 @@ def diff(
     text: Annotated[bool, typer.Option("--text/--no-text", help="Show text diffs.")] = True,
 ) -> None:
     """Semantic diff against a release: what changed per prompt and the semver bump it needs."""
+    from ..ledger import open_project
     from ..library.collection import load
     from ..reports import render
     from ..versioning.diff import diff_snapshots
@@ -37,7 +38,7 @@ def diff(
 
     settings = Settings.resolve(state.project)
     root = settings.require_root()
-    base = resolve_against(settings, ref)
+    base = resolve_against(settings, ref, open_project(settings, write=False).read())
     result = diff_snapshots(base, worktree_snapshot(root, load(root)))
     if output_format is not DiffFormat.table:
         typer.echo(render(result, output_format.value))
@@ -202,6 +203,7 @@ def run_against(
     options: Any,
     output_format: str,
     output: Path | None,
+    ledger: Any,
 ) -> None:
     """The body of ``eval --against`` (called by the eval command)."""
     from ..compare.against import compare_against
@@ -218,6 +220,7 @@ def run_against(
             cache_mode=cache,
             options=options,
             on_progress=update,
+            ledger=ledger,
         )
     for message in report.candidate.repaired:
         typer.echo(f"ledger: {message}", err=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..evals.cache import CacheMode
 from ..evals.metrics import Metric
@@ -41,6 +40,7 @@ from ..evals.run import (
 )
 from ..evals.runner import EvalOptions, Job, JobResult, plan_jobs
 from ..evals.suite import Suite
+from ..ledger import AnyLedger, RunScores, open_project
 from ..library.collection import Library, load
 from ..library.prompt import Prompt
 from ..providers import Provider
@@ -147,11 +147,17 @@ def compare_against(
     cache_mode: CacheMode = CacheMode.on,
     options: EvalOptions | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    ledger: AnyLedger | None = None,
 ) -> AgainstReport:
-    """Evaluate the working tree against ``ref`` (default: the latest release)."""
+    """Evaluate the working tree against ``ref`` (default: the latest release).
+
+    ``ledger`` is where releases and runs are read from and new runs appended to
+    (default: the project's ledger).
+    """
     root = settings.require_root()
     options = resolve_options(settings, options)
-    base = resolve_against(settings, ref)
+    ledger = ledger if ledger is not None else open_project(settings)
+    base = resolve_against(settings, ref, ledger.read())
     library = load(root)
     diff = diff_snapshots(base, worktree_snapshot(root, library))
     plan = _Plan.make(base, library, diff, choose_suites(root, suites), prompts, options)
@@ -164,6 +170,8 @@ def compare_against(
         cache_mode=cache_mode,
         options=options,
         on_progress=on_progress,
+        ledger=ledger,
+        needs_evidence=lambda job: job.prompt.id in plan.changed,
     )
     candidates = [r for r in batch.results if r.job.key not in plan.baseline_keys]
     baselines = {
@@ -263,8 +271,8 @@ class _Pair:
 
     suite: Suite
     prompt: str
-    baseline: Mapping[str, Any]
-    candidate: Mapping[str, Any]
+    baseline: JobResult
+    candidate: JobResult
 
 
 def _pair(
@@ -289,7 +297,7 @@ def _pair(
         if result.status == "failed" or result.record is None:
             not_compared.setdefault(pid, f"candidate failed in {suite.name}: {result.failure}")
             continue
-        pairs.append(_Pair(suite, pid, base.record, result.record))
+        pairs.append(_Pair(suite, pid, base, result))
     return pairs, not_compared
 
 
@@ -305,18 +313,10 @@ class PairedScores:
     failed_candidate: int
 
 
-def paired_scores(
-    baseline: Mapping[str, Any], candidate: Mapping[str, Any], metric: str
-) -> PairedScores:
-    """Pair two run records on ``metric`` (see the module docstring: intention to treat)."""
-
-    def side(record: Mapping[str, Any]) -> tuple[Mapping[str, float], set[str]]:
-        scores: Mapping[str, float] = record["scores"].get(metric, {})
-        errors = set(record["errors"]["examples"])
-        return scores, errors
-
-    base_scores, base_errors = side(baseline)
-    cand_scores, cand_errors = side(candidate)
+def paired_scores(baseline: RunScores, candidate: RunScores, metric: str) -> PairedScores:
+    """Pair two runs' scores on ``metric`` (see the module docstring: intention to treat)."""
+    base_scores, cand_scores = baseline.of(metric), candidate.of(metric)
+    base_errors, cand_errors = set(baseline.errors), set(candidate.errors)
     attempted = (set(base_scores) | base_errors) & (set(cand_scores) | cand_errors)
     ids = sorted(attempted)
     return PairedScores(
@@ -332,7 +332,7 @@ def paired_scores(
 def _compare(pairs: list[_Pair], rule: CompareSettings) -> list[MetricComparison]:
     """Every metric of every pair, tested, Holm-adjusted over all of them, with verdicts."""
     pending: list[tuple[_Pair, Metric, PairedScores]] = [
-        (pair, metric, paired_scores(pair.baseline, pair.candidate, metric.name))
+        (pair, metric, paired_scores(pair.baseline.scores, pair.candidate.scores, metric.name))
         for pair in pairs
         for metric in pair.suite.metrics
     ]

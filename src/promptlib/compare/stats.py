@@ -63,6 +63,13 @@ REGRESSED = "regressed"
 NO_CHANGE = "no significant change"
 INCONCLUSIVE = "inconclusive"
 _CHUNK = 1_000
+# Resampled values held at once (chunk rows x examples): bounds the memory of a comparison
+# on thousands of examples (about 12 MB) without changing the random stream.
+_CELLS = 1_000_000
+
+
+def _rows(n: int) -> int:
+    return max(1, min(_CHUNK, _CELLS // max(n, 1)))
 
 
 def _rng(seed: int, key: str) -> Any:
@@ -110,8 +117,9 @@ def paired_bootstrap_ci(
         return (math.nan, math.nan)
     rng = _rng(seed, "bootstrap:" + key)
     means = np.empty(resamples, dtype=np.float64)
-    for start in range(0, resamples, _CHUNK):
-        stop = min(start + _CHUNK, resamples)
+    rows = _rows(n)
+    for start in range(0, resamples, rows):
+        stop = min(start + rows, resamples)
         picks = rng.integers(0, n, size=(stop - start, n), dtype=np.int32)
         means[start:stop] = d[picks].mean(axis=1)
     tail = (1 - level) / 2
@@ -133,8 +141,9 @@ def sign_flip_pvalue(diffs: Sequence[float], *, resamples: int, seed: int, key: 
     # Compare with a small tolerance so that sign patterns giving the same mean as the
     # observed one (ties, common with repeated ROUGE values) count as extreme.
     tolerance = 1e-12 * max(1.0, observed)
-    for start in range(0, resamples, _CHUNK):
-        stop = min(start + _CHUNK, resamples)
+    rows = _rows(n)
+    for start in range(0, resamples, rows):
+        stop = min(start + rows, resamples)
         signs = rng.integers(0, 2, size=(stop - start, n), dtype=np.int8) * 2 - 1
         means = np.abs(signs @ d) / n
         extreme += int(np.count_nonzero(means >= observed - tolerance))

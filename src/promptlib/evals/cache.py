@@ -1,14 +1,15 @@
 """The response cache: SQLite in WAL mode, keyed by an explicit request fingerprint.
 
-The key is ``sha256:`` over the canonical JSON of the request's cache material: the
-provider fingerprint, the rendered messages, the generation parameters, the output spec
-and the repeat index (``Request.cache_material``). The material itself is stored beside
-the response (each message once, by hash), so every entry says exactly what it answers.
-No secret is part of any of it. Providers that answer locally and deterministically
-(``Provider.cacheable = False``, e.g. the retrieval baseline) bypass the cache:
-recomputing is cheaper than a lookup. Each response is committed as soon as it arrives,
-so an interrupted eval resumes where it stopped: re-running makes only the calls that had
-not completed.
+The key is ``sha256:`` over the canonical JSON of the request's cache material: the key
+format (``KEY_FORMAT``), the provider fingerprint, the rendered messages, the generation
+parameters, the output spec and the repeat index (``Request.cache_material``). Answers
+cached under the previous format's key are found and moved under the new one on first use.
+The material itself is stored beside the response (each message once, by hash), so every
+entry says exactly what it answers. No secret is part of any of it. Providers that answer
+locally and deterministically (``Provider.cacheable = False``, e.g. the retrieval baseline)
+bypass the cache: recomputing is cheaper than a lookup. Each response is committed as soon
+as it arrives, so an interrupted eval resumes where it stopped: re-running makes only the
+calls that had not completed.
 
 Modes: ``on`` (read and write), ``off`` (neither), ``read-only`` (read, never write) and
 ``refresh`` (never read, write the new answers).
@@ -31,7 +32,10 @@ if TYPE_CHECKING:
     # (every ``promptlib`` invocation registers ``eval``'s options) should not pay for.
     from ..providers.contract import Request, Response
 
-__all__ = ["CacheMode", "ResponseCache"]
+__all__ = ["KEY_FORMAT", "CacheMode", "ResponseCache"]
+
+#: The version of the response-cache key's format; part of every key.
+KEY_FORMAT = "promptlib-cache-key/2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -79,8 +83,14 @@ class ResponseCache:
 
     @staticmethod
     def key(request: Request, provider_fingerprint: str) -> tuple[str, dict[str, Any]]:
-        material = request.cache_material(provider_fingerprint)
+        """The key of ``request`` and the material it hashes (``KEY_FORMAT`` included)."""
+        material = {"format": KEY_FORMAT, **request.cache_material(provider_fingerprint)}
         return sha256_of(material), material
+
+    @staticmethod
+    def legacy_key(request: Request, provider_fingerprint: str) -> str:
+        """The key promptlib 1.0 to 2.1 used (no format field), to find their answers."""
+        return sha256_of(request.cache_material(provider_fingerprint))
 
     def get(self, key: str) -> Response | None:
         if self._db is None or self.mode in (CacheMode.off, CacheMode.refresh):

@@ -31,6 +31,11 @@ references per row, e.g. SciTLDR's 2-4 TL;DRs). Built-in metrics:
     (``binary: true`` marks it 0/1 for the paired test). Its source file's hash is part of
     the metric's identity, so editing it re-evaluates.
 
+Each metric names the algorithm that computes it (``Metric.algorithm``, e.g.
+``promptlib-rouge/1``): the run key holds these ids, never an installed package's version,
+so upgrading a dependency does not invalidate recorded runs, and changing promptlib's own
+scoring code (with a new id) does.
+
 Placeholder normalisation (``normalize: placeholders``): every ``{{ ... }}`` span, such as
 Bitext's ``{{Order Number}}``, is replaced by a space on both sides before scoring, so that
 an answer is neither rewarded nor penalised for how it writes details it cannot know.
@@ -117,8 +122,21 @@ class Metric(abc.ABC):
             "reference": self.spec.reference,
         }
 
-    def implementation(self) -> dict[str, str]:
-        """Versions of the code that computes the scores."""
+    #: promptlib's id of the algorithm that computes the scores: part of every run key.
+    #: Bump its version whenever the scores it gives could change.
+    algorithm = ""
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the scores, for the run key: configuration and algorithm id.
+
+        Installed library versions are not identity: a metric that depends on a library
+        names its own algorithm (and its tests pin the scores), so an upgrade of the library
+        does not silently invalidate every recorded run.
+        """
+        return {**self.config(), "algorithm": self.algorithm}
+
+    def legacy_implementation(self) -> dict[str, str]:
+        """The ``implementation`` of schema-1 run keys (installed versions, for migration)."""
         return {}
 
     @abc.abstractmethod
@@ -156,7 +174,11 @@ class _Rouge(Metric):
             "reference": self.spec.reference,
         }
 
-    def implementation(self) -> dict[str, str]:
+    # rouge-score 0.1.2's tokeniser, Porter stemmer, LCS and F-measure, reimplemented in
+    # promptlib._rouge and pinned against the package by tests/test_rouge.py.
+    algorithm = "promptlib-rouge/1"
+
+    def legacy_implementation(self) -> dict[str, str]:
         return {"rouge-score-semantics": _dist_version("rouge-score") or "0.1.2"}
 
     def score(
@@ -177,6 +199,7 @@ class _Rouge(Metric):
 
 class _ExactMatch(Metric):
     binary = True
+    algorithm = "promptlib-exact-match/1"
 
     def __init__(self, spec: MetricSpec) -> None:
         super().__init__(spec)
@@ -215,6 +238,7 @@ class _ExactMatch(Metric):
 
 class _Accuracy(Metric):
     binary = True
+    algorithm = "promptlib-label-accuracy/1"
 
     def __init__(self, spec: MetricSpec) -> None:
         super().__init__(spec)
@@ -233,6 +257,7 @@ class _Accuracy(Metric):
 
 class _Contains(Metric):
     binary = True
+    algorithm = "promptlib-contains/1"
 
     def __init__(self, spec: MetricSpec) -> None:
         super().__init__(spec)
@@ -254,6 +279,7 @@ class _Contains(Metric):
 
 class _Regex(Metric):
     binary = True
+    algorithm = "promptlib-regex/1"
     uses_references = False
 
     def __init__(self, spec: MetricSpec) -> None:
@@ -279,6 +305,7 @@ class _Regex(Metric):
 
 class _JsonValid(Metric):
     binary = True
+    algorithm = "promptlib-json-valid/1"
     uses_references = False
 
     def __init__(self, spec: MetricSpec) -> None:
@@ -309,7 +336,11 @@ class _JsonSchema(Metric):
         self.schema = spec.options.get("schema")
         self._validators: dict[str, Any] = {}
 
-    def implementation(self) -> dict[str, str]:
+    # Validation by the draft the schema names in "$schema" (2020-12 when it names none),
+    # as the jsonschema package implements it.
+    algorithm = "promptlib-json-schema/1"
+
+    def legacy_implementation(self) -> dict[str, str]:
         return {"jsonschema": _dist_version("jsonschema") or "unknown"}
 
     def score(
@@ -359,6 +390,9 @@ class _Python(Metric):
         if not callable(function):
             raise ConfigError(f"metric {spec.kind!r}: {attribute} is not callable")
         self.function: Callable[..., Any] = function
+        # Its source is its algorithm: editing the function's file re-evaluates.
+        digest = self.legacy_implementation().get("source_sha256", "unknown")
+        self.algorithm = f"{spec.kind}@sha256:{digest}"
         self.options = dict(spec.options)
         self.binary = bool(self.options.pop("binary", False))
         try:
@@ -369,7 +403,7 @@ class _Python(Metric):
                 f"{attribute}(output, references, row, ...): {exc}"
             ) from None
 
-    def implementation(self) -> dict[str, str]:
+    def legacy_implementation(self) -> dict[str, str]:
         try:
             source = inspect.getsourcefile(self.function)
             if source:

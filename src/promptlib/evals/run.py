@@ -12,11 +12,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
-from ..ledger import Ledger
-from ..ledger.records import check_body
+from ..ledger import AnyLedger, open_project
 from ..library.collection import Library, load
 from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
@@ -29,7 +27,6 @@ __all__ = [
     "EvalReport",
     "PromptOutcome",
     "evaluate",
-    "latest_runs",
     "open_provider",
     "outcome_of",
     "select_prompts",
@@ -81,15 +78,6 @@ def open_provider(settings: Settings, name: str | None = None) -> Provider:
     return create_provider(name or settings.default_provider, providers, environ=os.environ)
 
 
-def latest_runs(ledger: Ledger) -> dict[str, dict[str, Any]]:
-    """Run records by key; for a key recorded twice, the latest (then by hash) wins."""
-    runs: dict[str, dict[str, Any]] = {}
-    for record in ledger.read().of_kind("run"):
-        check_body(record, str(ledger.path))
-        runs[str(record["key"])] = record
-    return runs
-
-
 def select_prompts(library: Library, patterns: Sequence[str]) -> list[Prompt]:
     if not patterns:
         return list(library.values())
@@ -107,14 +95,14 @@ def outcome_of(result: JobResult) -> PromptOutcome:
     job = result.job
     results: dict[str, dict[str, float]] = {}
     if result.record is not None:
-        results = {k: dict(v) for k, v in result.record["results"].items()}
+        results = {k: v.model_dump() for k, v in result.record.results.items()}
     gates = {
         metric: (threshold, results.get(metric, {}).get("mean", 0.0) >= threshold)
         for metric, threshold in job.suite.spec.gates.items()
     }
     errors = result.errors
     if result.status == "reused" and result.record is not None:
-        errors = int(result.record["errors"]["count"])
+        errors = result.record.errors
     return PromptOutcome(
         suite=job.suite.name,
         prompt=job.prompt.id,
@@ -175,6 +163,8 @@ def run_by_provider(
     cache_mode: CacheMode,
     options: EvalOptions,
     on_progress: Callable[[int, int], None] | None,
+    ledger: AnyLedger,
+    needs_evidence: Callable[[Job], bool] | None = None,
 ) -> Batch:
     """Group the suites by provider, plan each group's jobs with ``plan``, and run them.
 
@@ -185,17 +175,7 @@ def run_by_provider(
     by_provider: dict[str | None, list[Suite]] = {}
     for suite in suites:
         by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
-    ledger_path = settings.ledger_path
-    assert ledger_path is not None
-    ledger = Ledger(ledger_path)
-    runs = latest_runs(ledger)
-    batch = Batch([], [], [], str(ledger_path.relative_to(root)))
-
-    def append(record: dict[str, Any]) -> None:
-        outcome = ledger.append([record])
-        if outcome.repaired is not None:
-            batch.repaired.append(str(outcome.repaired))
-
+    batch = Batch([], [], [], _shown(ledger.where, root))
     cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
     cache = ResponseCache(cache_path, cache_mode)
     try:
@@ -207,14 +187,25 @@ def run_by_provider(
                 instance,
                 cache,
                 options=options,
-                ledger_runs=runs,
-                append=append,
+                ledger=ledger,
                 root=root,
                 on_progress=on_progress,
+                needs_evidence=needs_evidence,
+                notes=batch.repaired,
             )
     finally:
         cache.close()
+    batch.repaired += [str(repair) for repair in ledger.repaired]
+    if not ledger.record:
+        batch.ledger = "not recorded (--no-record)"
     return batch
+
+
+def _shown(where: str, root: Path) -> str:
+    try:
+        return Path(where).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return where
 
 
 def evaluate(
@@ -227,9 +218,14 @@ def evaluate(
     options: EvalOptions | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     library: Library | None = None,
+    ledger: AnyLedger | None = None,
 ) -> EvalReport:
-    """Evaluate the project's prompts (all, or those matching ``prompts``) with its suites."""
+    """Evaluate the project's prompts (all, or those matching ``prompts``) with its suites.
+
+    ``ledger`` is where runs are reused from and appended to (default: the project's).
+    """
     root = settings.require_root()
+    ledger = ledger if ledger is not None else open_project(settings)
     options = resolve_options(settings, options)
     library = library if library is not None else load(root)
     chosen_suites = choose_suites(root, suites)
@@ -243,6 +239,7 @@ def evaluate(
         cache_mode=cache_mode,
         options=options,
         on_progress=on_progress,
+        ledger=ledger,
     )
     return EvalReport(
         provider=", ".join(batch.providers),

@@ -1,9 +1,11 @@
 """Running evaluations: plan jobs, call the provider concurrently, score, record runs.
 
-A *job* is one prompt evaluated by one suite. Its *run key* is ``sha256:`` over the suite
-name, the prompt fingerprint, the dataset sha256, the provider fingerprint, the metric
-configuration, the suite's row and input configuration and the number of repeats. A job
-whose key is already in the ledger is reused (no provider call), unless ``fresh``.
+A *job* is one prompt evaluated by one suite. Its *run key* is ``sha256:`` over the key
+format (``RUN_KEY_FORMAT``), the suite name, the prompt fingerprint, the dataset sha256,
+the provider fingerprint, each metric's configuration and algorithm id, the suite's row and
+input configuration and the number of repeats: promptlib's identities, never an installed
+package's version. A job whose key is already in the ledger is reused (no provider call),
+unless ``fresh``.
 
 Execution policy (ours, not an SDK's):
 
@@ -19,15 +21,20 @@ Execution policy (ours, not an SDK's):
   ``max(20, 3 * concurrency)`` provider failures in a row (a wrong URL, a server that is
   down) every remaining example is;
 * responses go through the response cache, so a re-run only makes missing calls;
-* each finished job is appended to the ledger at once, so an interrupted eval keeps them.
+* each finished job is appended to the ledger at once, so an interrupted eval keeps them:
+  its index line, a scores object (per-example scores and errors, in row order), an
+  outputs object (the model's answers; unless ``keep_outputs`` is off) and the example-id
+  object both point at.
 
-Examples that failed are left out of the means; ``n`` counts the examples scored.
+Examples that failed are left out of the means; ``n`` counts the examples scored. Usage
+and cost sum what the provider reported for every answer the run used, cached or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import platform
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +46,23 @@ from typing import Any
 
 from .. import _git
 from .._canonical import sha256_of
-from ..errors import ConfigError, DatasetError, ProviderError, RenderError
+from ..errors import ConfigError, DatasetError, LedgerError, ProviderError, RenderError
+from ..ledger import Ledger, LedgerView, LegacyLedger, RunScores
+from ..ledger.objects import encode
+from ..ledger.records import (
+    DatasetRef,
+    ExampleIds,
+    MetricIdentity,
+    MetricResult,
+    OutputsObject,
+    PromptRef,
+    Provenance,
+    ProviderRef,
+    RunRecord,
+    ScoresObject,
+    Timing,
+    Usage,
+)
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
@@ -70,6 +93,8 @@ class EvalOptions:
     # ``evaluate`` and ``compare_against``.
     retry: RetryPolicy | None = None
     seed: int | None = None
+    # Keep the model's answers in the ledger (an outputs object per run); --no-outputs.
+    keep_outputs: bool = True
 
 
 @dataclass
@@ -88,39 +113,84 @@ class Job:
 class _Example:
     row_id: str
     scores: dict[str, list[float]] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
     error: str | None = None
     calls: int = 0
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    usage_known: bool = False
     cost: float | None = None
 
 
 @dataclass
 class JobResult:
-    """What happened to a job; ``record`` is the ledger run record (None if it failed)."""
+    """What happened to a job.
+
+    ``record`` is its run record (None if the job failed) and ``scores`` its per-example
+    scores: in memory for a job that ran, loaded from the ledger on first use for one
+    that was reused.
+    """
 
     job: Job
     status: str  # "ran", "reused" or "failed"
-    record: dict[str, Any] | None
+    record: RunRecord | None
     errors: int = 0
     calls: int = 0
     cached: int = 0
     seconds: float = 0.0
     failure: str | None = None
+    view: LedgerView | None = None
+
+    @property
+    def scores(self) -> RunScores:
+        assert self.record is not None
+        assert self.view is not None
+        return self.view.scores(self.record)
+
+
+#: The version of the run key's format; part of every key.
+RUN_KEY_FORMAT = "promptlib-run-key/2"
 
 
 def run_key(
     suite: Suite, prompt: Prompt, dataset: Dataset, provider: Provider, repeats: int
 ) -> str:
-    """The ledger identity of a job (see the module docstring)."""
+    """The ledger identity of a job (see the module docstring).
+
+    It names promptlib's own algorithms (metric ``algorithm`` ids, the provider's
+    fingerprint, which names its algorithm or model) and a key format version, never an
+    installed package's version: an upgrade of a dependency keeps every recorded run.
+    """
+    return sha256_of(
+        {
+            "format": RUN_KEY_FORMAT,
+            "suite": suite.name,
+            "prompt": prompt.fingerprint,
+            "dataset": dataset.sha256,
+            "provider": provider.fingerprint,
+            "metrics": suite.metric_identity(),
+            "eval": suite.eval_config(),
+            "repeats": repeats,
+        }
+    )
+
+
+def run_key_v1(
+    suite: Suite, prompt: Prompt, dataset: Dataset, provider: Provider, repeats: int
+) -> str:
+    """The run key schema-1 ledgers recorded (promptlib 1.0 to 2.1), for migration.
+
+    It held installed versions (rouge-score, jsonschema, bm25s through the retrieval
+    provider's fingerprint), which is why it was replaced.
+    """
     return sha256_of(
         {
             "suite": suite.name,
             "prompt": prompt.fingerprint,
             "dataset": dataset.sha256,
-            "provider": provider.fingerprint,
-            "metrics": suite.metric_config(),
+            "provider": provider.legacy_fingerprint,
+            "metrics": suite.legacy_metric_config(),
             "eval": suite.eval_config(),
             "repeats": repeats,
         }
@@ -194,6 +264,7 @@ class _Runner:
         self.rng = random.Random(options.seed)
         self.limiter = _RateLimiter(provider.rate_limit)
         self.fingerprint = provider.fingerprint
+        self.legacy_fingerprint = provider.legacy_fingerprint
         # A cache in mode "off" neither reads nor writes: skip hashing each request for it.
         self.caching = cache.mode.value != "off"
         # ``asyncio.timeout`` (Python 3.11+) bounds an attempt inside the worker's own task,
@@ -289,23 +360,33 @@ class _Runner:
         return outcome
 
     async def respond(self, request: Request, outcome: _Example) -> Response:
-        if not self.provider.cacheable:
-            return await self.call(request, outcome)
-        if not self.caching:
-            response = await self.call(request, outcome)
-        else:
-            key, material = self.cache.key(request, self.fingerprint)
-            cached = self.cache.get(key)
-            if cached is not None:
-                outcome.cached += 1
-                return cached
-            response = await self.call(request, outcome)
-            self.cache.put(key, material, response)
+        """The answer to ``request``, from the cache or the provider; kept in ``outcome``."""
+        response = await self._answer(request, outcome)
+        outcome.outputs.append(response.text)
         if response.usage is not None:
+            outcome.usage_known = True
             outcome.prompt_tokens += response.usage.prompt_tokens
             outcome.completion_tokens += response.usage.completion_tokens
         if response.cost is not None:
             outcome.cost = (outcome.cost or 0.0) + response.cost
+        return response
+
+    async def _answer(self, request: Request, outcome: _Example) -> Response:
+        if not self.provider.cacheable or not self.caching:
+            return await self.call(request, outcome)
+        key, material = self.cache.key(request, self.fingerprint)
+        cached = self.cache.get(key)
+        if cached is None and self.legacy_fingerprint != self.fingerprint:
+            # An answer cached under the schema-1 key (a fingerprint that held installed
+            # versions) is the same answer: move it under the current key.
+            cached = self.cache.get(self.cache.legacy_key(request, self.legacy_fingerprint))
+            if cached is not None:
+                self.cache.put(key, material, cached)
+        if cached is not None:
+            outcome.cached += 1
+            return cached
+        response = await self.call(request, outcome)
+        self.cache.put(key, material, response)
         return response
 
     async def call(self, request: Request, outcome: _Example) -> Response:
@@ -348,95 +429,165 @@ def _mean_stderr(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(variance / n)
 
 
-def _provenance(root: Path | None) -> dict[str, Any]:
+# Installed packages whose versions are recorded with each run: what could explain a
+# difference between two runs of the same key, never part of the key itself.
+_DEPENDENCIES = ("bm25s", "jinja2", "jsonschema", "numpy", "pydantic", "pyyaml")
+
+
+def provenance(root: Path | None) -> Provenance:
+    """Where the results of this process come from: promptlib, git, Python, dependencies."""
     try:
         version = metadata.version("promptlib")
     except metadata.PackageNotFoundError:  # pragma: no cover
         version = "0+unknown"
     commit = _git.commit_of(root) if root else None
-    return {
-        "version": version,
-        "git_commit": commit,
-        "dirty": _git.is_dirty(root) if commit and root else None,
-    }
+    dependencies = {"python": platform.python_version()}
+    for name in _DEPENDENCIES:
+        try:
+            dependencies[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return Provenance(
+        promptlib=version,
+        git_commit=commit,
+        dirty=_git.is_dirty(root) if commit and root else None,
+        dependencies=dependencies,
+    )
 
 
-def build_record(
+def _number(value: float) -> float | int:
+    """A score as stored: rounded to ``SCORE_DIGITS``; 0 and 1 written as integers."""
+    rounded = round(value, SCORE_DIGITS)
+    return int(rounded) if rounded in (0.0, 1.0) else rounded
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """A finished job as the ledger stores it: the record and the objects it references."""
+
+    record: RunRecord
+    objects: dict[str, Any]
+
+
+def build_run(
     job: Job,
     examples: list[_Example],
     provider: Provider,
     repeats: int,
     seconds: float,
-    provenance: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The ledger run record of a finished job (see DESIGN.md, "run record")."""
-    scores: dict[str, dict[str, float]] = {m.name: {} for m in job.suite.metrics}
-    variance: dict[str, dict[str, float]] = {m.name: {} for m in job.suite.metrics}
-    errors = {e.row_id: e.error for e in examples if e.error}
-    for example in examples:
+    origin: Provenance,
+    *,
+    keep_outputs: bool = True,
+) -> BuiltRun:
+    """The run record of a finished job and its scores, outputs and example-id objects.
+
+    Examples are in the job's row order; a failed example scores None and its reason is
+    kept in the scores object's ``errors``. Means, standard errors and ``n`` cover the
+    examples that were scored.
+    """
+    by_id = {e.row_id: e for e in examples}
+    ordered = [by_id[str(row["id"])] for row in job.rows if str(row["id"]) in by_id]
+    ids = [e.row_id for e in ordered]
+    names = [m.name for m in job.suite.metrics]
+    scores: dict[str, list[float | None]] = {name: [] for name in names}
+    variance: dict[str, list[float | None]] = {name: [] for name in names}
+    errors: dict[str, str] = {}
+    for index, example in enumerate(ordered):
         if example.error:
-            continue
-        for name, values in example.scores.items():
-            scores[name][example.row_id] = round(math.fsum(values) / len(values), SCORE_DIGITS)
-            if repeats > 1:
-                mean = math.fsum(values) / len(values)
-                spread = math.fsum((v - mean) ** 2 for v in values) / len(values)
-                variance[name][example.row_id] = round(spread, SCORE_DIGITS)
+            errors[str(index)] = example.error
+        for name in names:
+            values = example.scores.get(name)
+            if example.error or not values:
+                scores[name].append(None)
+                variance[name].append(None)
+                continue
+            mean = math.fsum(values) / len(values)
+            scores[name].append(_number(mean))
+            spread = math.fsum((v - mean) ** 2 for v in values) / len(values)
+            variance[name].append(_number(spread))
     results = {}
-    for name, by_example in scores.items():
-        mean, stderr = _mean_stderr(list(by_example.values()))
-        results[name] = {
-            "mean": round(mean, SCORE_DIGITS),
-            "stderr": round(stderr, SCORE_DIGITS),
-            "n": len(by_example),
-        }
-    implementation: dict[str, str] = {"promptlib": str(provenance.get("version"))}
-    for metric in job.suite.metrics:
-        implementation.update(metric.implementation())
-    usage_known = any(e.prompt_tokens or e.completion_tokens for e in examples)
-    costs = [e.cost for e in examples if e.cost is not None]
-    record: dict[str, Any] = {
-        "kind": "run",
-        "key": job.key,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "suite": job.suite.name,
-        "prompt": {
-            "id": job.prompt.id,
-            "version": str(job.prompt.version),
-            "fingerprint": job.prompt.fingerprint,
-        },
-        "dataset": job.dataset.identity(),
-        "examples": len(job.rows),
-        "provider": {
-            "name": provider.name,
-            "type": provider.type,
-            "model": provider.model,
-            "params": job.params,
-            "fingerprint": provider.fingerprint,
-        },
-        "metrics": {"config": job.suite.metric_config(), "implementation": implementation},
-        "eval": job.suite.eval_config(),
-        "repeats": repeats,
-        "results": results,
-        "scores": scores,
-        "errors": {"count": len(errors), "examples": errors},
-        "timing": {
-            "seconds": round(seconds, 3),
-            "calls": sum(e.calls for e in examples),
-            "cached": sum(e.cached for e in examples),
-        },
-        "usage": {
-            "prompt_tokens": sum(e.prompt_tokens for e in examples) if usage_known else None,
-            "completion_tokens": sum(e.completion_tokens for e in examples)
+    for name in names:
+        present = [v for v in scores[name] if v is not None]
+        mean, stderr = _mean_stderr([float(v) for v in present])
+        results[name] = MetricResult(
+            mean=round(mean, SCORE_DIGITS), stderr=round(stderr, SCORE_DIGITS), n=len(present)
+        )
+    examples_object = ExampleIds(ids=ids).model_dump(mode="json")
+    examples_reference = encode(examples_object)[0]
+    scores_object = ScoresObject(
+        examples=examples_reference,
+        scores=scores,
+        errors=errors,
+        variance=variance if repeats > 1 else None,
+    ).model_dump(mode="json", exclude_none=True)
+    objects: dict[str, Any] = {
+        examples_reference: examples_object,
+        encode(scores_object)[0]: scores_object,
+    }
+    outputs_reference = None
+    usage_known = any(e.usage_known for e in ordered)
+    if keep_outputs:
+        outputs_object = OutputsObject(
+            examples=examples_reference,
+            outputs=[list(e.outputs) for e in ordered],
+            usage=[
+                [e.prompt_tokens, e.completion_tokens] if e.usage_known else None for e in ordered
+            ]
             if usage_known
             else None,
-            "cost": round(math.fsum(costs), 6) if costs else None,
+        ).model_dump(mode="json", exclude_none=True)
+        outputs_reference = encode(outputs_object)[0]
+        objects[outputs_reference] = outputs_object
+    costs = [e.cost for e in ordered if e.cost is not None]
+    record = RunRecord(
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        key=job.key,
+        suite=job.suite.name,
+        prompt=PromptRef(
+            id=job.prompt.id, version=str(job.prompt.version), fingerprint=job.prompt.fingerprint
+        ),
+        dataset=DatasetRef(
+            path=job.dataset.relative, sha256=job.dataset.sha256, rows=len(job.dataset)
+        ),
+        provider=ProviderRef(
+            name=provider.name,
+            type=provider.type,
+            model=provider.model,
+            fingerprint=provider.fingerprint,
+        ),
+        params=job.params,
+        metrics={
+            m.name: MetricIdentity(kind=m.spec.kind, algorithm=m.algorithm, binary=m.binary)
+            for m in job.suite.metrics
         },
-        "package": dict(provenance),
-    }
-    if repeats > 1:
-        record["variance"] = variance
-    return record
+        repeats=repeats,
+        examples=len(job.rows),
+        results=results,
+        errors=len(errors),
+        timing=Timing(
+            seconds=round(seconds, 3),
+            calls=sum(e.calls for e in ordered),
+            cached=sum(e.cached for e in ordered),
+        ),
+        usage=Usage(
+            prompt_tokens=sum(e.prompt_tokens for e in ordered) if usage_known else None,
+            completion_tokens=sum(e.completion_tokens for e in ordered) if usage_known else None,
+            cost=round(math.fsum(costs), 6) if costs else None,
+        ),
+        provenance=origin,
+        scores=encode(scores_object)[0],
+        outputs=outputs_reference,
+    )
+    return BuiltRun(record, objects)
+
+
+def _evidence_problem(view: LedgerView, run: RunRecord) -> str | None:
+    """Why the run's per-example scores cannot be read, or None."""
+    try:
+        view.scores(run)
+    except LedgerError as exc:
+        return str(exc)
+    return None
 
 
 def run_jobs(
@@ -445,28 +596,47 @@ def run_jobs(
     cache: ResponseCache,
     *,
     options: EvalOptions,
-    ledger_runs: Mapping[str, dict[str, Any]],
-    append: Callable[[dict[str, Any]], None],
+    ledger: Ledger | LegacyLedger,
     root: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    needs_evidence: Callable[[Job], bool] | None = None,
+    notes: list[str] | None = None,
 ) -> list[JobResult]:
     """Evaluate ``jobs``, reusing ledger runs by key; append each new run as it finishes.
 
     ``on_progress(done, total)`` is called as examples finish (reused jobs count at once).
+    A job for which ``needs_evidence`` is true (a comparison will read its per-example
+    scores) is reused only when its scores object can be read; otherwise it is evaluated
+    again and ``notes`` says why (with a ledger that records nothing, that is an error).
     """
+    notes = notes if notes is not None else []
+    view = ledger.read()
     results: dict[int, JobResult] = {}
     to_run: list[Job] = []
     for job in jobs:
-        existing = None if options.fresh else ledger_runs.get(job.key)
+        existing = None if options.fresh else view.run(job.key)
+        if existing is not None and needs_evidence is not None and needs_evidence(job):
+            problem = _evidence_problem(view, existing)
+            if problem is not None:
+                if not ledger.record:
+                    raise LedgerError(
+                        f"{job.suite.name}/{job.prompt.id}: the recorded run cannot be "
+                        f"compared: {problem}; run without --no-record to re-evaluate it"
+                    )
+                notes.append(
+                    f"{job.suite.name}/{job.prompt.id}: {problem}; re-evaluated (the response "
+                    "cache keeps it cheap)"
+                )
+                existing = None
         if existing is not None:
-            results[id(job)] = JobResult(job, "reused", existing)
+            results[id(job)] = JobResult(job, "reused", existing, view=view)
         else:
             to_run.append(job)
     total = sum(len(job.rows) for job in jobs)
     done = sum(len(r.job.rows) for r in results.values())
     report = on_progress or (lambda _done, _total: None)
     report(done, total)
-    provenance = _provenance(root)
+    origin = provenance(root)
 
     def progressed(count: int) -> None:
         nonlocal done
@@ -493,10 +663,26 @@ def run_jobs(
                 f"{options.error_budget:.0%}); first: {first}",
             )
             return
-        record = build_record(job, examples, provider, options.repeats, seconds, provenance)
-        append(record)
+        built = build_run(
+            job,
+            examples,
+            provider,
+            options.repeats,
+            seconds,
+            origin,
+            keep_outputs=options.keep_outputs,
+        )
+        record = ledger.append(built.record, built.objects)
+        assert isinstance(record, RunRecord)
         results[id(job)] = JobResult(
-            job, "ran", record, errors=errors, calls=calls, cached=cached, seconds=seconds
+            job,
+            "ran",
+            record,
+            errors=errors,
+            calls=calls,
+            cached=cached,
+            seconds=seconds,
+            view=view,
         )
 
     if to_run:

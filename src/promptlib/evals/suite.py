@@ -230,9 +230,13 @@ class Suite:
             "params": spec.params,
         }
 
-    def metric_config(self) -> list[dict[str, Any]]:
-        """Each metric's configuration and implementation versions (part of the run key)."""
-        return [{**m.config(), "implementation": m.implementation()} for m in self.metrics]
+    def metric_identity(self) -> list[dict[str, Any]]:
+        """Each metric's configuration and algorithm id (part of the run key)."""
+        return [m.identity() for m in self.metrics]
+
+    def legacy_metric_config(self) -> list[dict[str, Any]]:
+        """The metric part of a schema-1 run key (installed versions; for migration only)."""
+        return [{**m.config(), "implementation": m.legacy_implementation()} for m in self.metrics]
 
 
 def _metric_spec(entry: str | Mapping[str, Any]) -> MetricSpec:

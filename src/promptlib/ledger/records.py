@@ -14,13 +14,41 @@ change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from ..errors import LedgerError
 
-__all__ = ["ReleaseBody", "RunBody", "body_problems", "check_body"]
+__all__ = [
+    "DatasetRef",
+    "ExampleIds",
+    "MetricIdentity",
+    "MetricResult",
+    "OutputsObject",
+    "PromptMetadata",
+    "PromptRef",
+    "Provenance",
+    "ProviderRef",
+    "ReleaseBody",
+    "ReleaseRecord",
+    "ReleasedPrompt",
+    "RunBody",
+    "RunRecord",
+    "ScoresObject",
+    "Timing",
+    "Usage",
+    "body_problems",
+    "check_body",
+    "parse_record",
+]
 
 
 class _Body(BaseModel):
@@ -104,8 +132,13 @@ _MODELS: dict[str, type[_Body]] = {"run": RunBody, "release": ReleaseBody}
 
 
 def body_problems(record: Mapping[str, Any]) -> list[str]:
-    """What is wrong with the body of ``record`` (empty when readers can use it)."""
-    model = _MODELS.get(str(record.get("kind")))
+    """What is wrong with the body of ``record`` (empty when readers can use it).
+
+    The record's ``schema`` picks the models: schema 1 (``RunBody``, ``ReleaseBody``) or
+    schema 2 (``RunRecord``, ``ReleaseRecord``, defined below).
+    """
+    models: Mapping[str, type[BaseModel]] = _MODELS if record.get("schema") == 1 else RECORD_MODELS
+    model = models.get(str(record.get("kind")))
     if model is None:
         return [f"unknown record kind {record.get('kind')!r}"]
     try:
@@ -131,3 +164,207 @@ def check_body(record: Mapping[str, Any], where: str) -> None:
             "promptlib as it is now: restore the line from git or delete it "
             "(`promptlib ledger verify` shows its line)"
         )
+
+
+# --- Schema 2 ------------------------------------------------------------------------------
+#
+# Index lines are small and typed; per-example evidence lives in objects (see ``objects``).
+# Every model forbids unknown keys: a record promptlib did not write is refused, not half
+# read. ``RunRecord`` and ``ReleaseRecord`` are what writers build and readers get back.
+
+SCORES_FORMAT: Final = "promptlib-scores/1"
+OUTPUTS_FORMAT: Final = "promptlib-outputs/1"
+EXAMPLES_FORMAT: Final = "promptlib-examples/1"
+METADATA_FORMAT: Final = "promptlib-prompt-metadata/1"
+
+_Reference = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PromptRef(_Frozen):
+    id: str
+    version: str
+    fingerprint: _Reference
+
+
+class DatasetRef(_Frozen):
+    path: str
+    sha256: _Reference
+    rows: int = Field(ge=0)
+
+
+class ProviderRef(_Frozen):
+    name: str
+    type: str
+    model: str | None = None
+    fingerprint: _Reference
+
+
+class MetricIdentity(_Frozen):
+    """How a metric scores: its kind, promptlib's algorithm id, and whether it is 0/1."""
+
+    kind: str
+    algorithm: str
+    binary: bool
+
+
+class MetricResult(_Frozen):
+    mean: float = Field(allow_inf_nan=False)
+    stderr: float = Field(allow_inf_nan=False)
+    n: int = Field(ge=0)
+
+
+class Timing(_Frozen):
+    seconds: float = Field(ge=0, allow_inf_nan=False)
+    calls: int = Field(ge=0)
+    cached: int = Field(ge=0)
+
+
+class Usage(_Frozen):
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    cost: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class Provenance(_Frozen):
+    """Where a result came from; never part of its identity."""
+
+    promptlib: str
+    git_commit: str | None = None
+    dirty: bool | None = None
+    dependencies: dict[str, str] = Field(default_factory=dict)
+
+
+class RunRecord(_Frozen):
+    """One prompt evaluated by one suite (kind ``run``): identity, aggregates, evidence.
+
+    ``scores`` names the scores object (per-example scores and errors), ``outputs`` the
+    outputs object (the model's answers), or None when outputs were not kept.
+    ``migrated_from`` is the hash of the schema-1 record a migration converted.
+    """
+
+    schema_: Literal[2] = Field(2, alias="schema")
+    kind: Literal["run"] = "run"
+    hash: _Reference | None = None
+    time: str
+    key: _Reference
+    suite: str
+    prompt: PromptRef
+    dataset: DatasetRef
+    provider: ProviderRef
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, MetricIdentity]
+    repeats: int = Field(ge=1)
+    examples: int = Field(ge=0)
+    results: dict[str, MetricResult]
+    errors: int = Field(ge=0)
+    timing: Timing
+    usage: Usage = Field(default_factory=Usage)
+    provenance: Provenance
+    scores: _Reference
+    outputs: _Reference | None = None
+    migrated_from: _Reference | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as plain JSON data, without ``hash`` (the ledger seals it) and without
+        empty optional fields (a reader fills in their defaults)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"hash"}, exclude_none=True)
+
+
+class ReleasedPrompt(_Frozen):
+    """A prompt of a release: its behaviour is the object named by its fingerprint."""
+
+    version: str
+    fingerprint: _Reference
+    metadata: _Reference
+
+
+class ReleaseRecord(_Frozen):
+    """A release of the library (kind ``release``)."""
+
+    schema_: Literal[2] = Field(2, alias="schema")
+    kind: Literal["release"] = "release"
+    hash: _Reference | None = None
+    time: str
+    version: str
+    git_commit: str | None = None
+    previous: str | None = None
+    bump: str | None = None
+    prompts: dict[str, ReleasedPrompt]
+    migrated_from: _Reference | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude={"hash"}, exclude_none=True)
+
+
+class ExampleIds(_Frozen):
+    """The example ids of a run, in row order: shared by every run of the same rows."""
+
+    format: Literal["promptlib-examples/1"] = "promptlib-examples/1"
+    ids: list[str]
+
+
+class ScoresObject(_Frozen):
+    """Per-example scores of a run, in the order of its ``examples`` object.
+
+    ``scores[metric][i]`` is example i's score (the mean over repeats), None when the
+    example failed; ``errors`` maps the index (as text) of each failed example to its
+    reason; ``variance`` (with repeats) holds each example's variance over repeats.
+    """
+
+    format: Literal["promptlib-scores/1"] = "promptlib-scores/1"
+    examples: _Reference
+    scores: dict[str, list[float | None]]
+    errors: dict[str, str] = Field(default_factory=dict)
+    variance: dict[str, list[float | None]] | None = None
+
+
+class OutputsObject(_Frozen):
+    """The model's answers of a run, in the order of its ``examples`` object.
+
+    ``outputs[i]`` lists example i's answers, one per repeat that got an answer (empty
+    when the request failed). ``usage[i]`` is ``[prompt_tokens, completion_tokens]`` summed
+    over repeats, when the provider reported it.
+    """
+
+    format: Literal["promptlib-outputs/1"] = "promptlib-outputs/1"
+    examples: _Reference
+    outputs: list[list[str]]
+    usage: list[list[int] | None] | None = None
+
+
+class PromptMetadata(_Frozen):
+    """What a prompt carries besides its behaviour (description, tags, examples...)."""
+
+    format: Literal["promptlib-prompt-metadata/1"] = "promptlib-prompt-metadata/1"
+    metadata: dict[str, Any]
+
+
+RECORD_MODELS: Final[dict[str, type[_Frozen]]] = {"run": RunRecord, "release": ReleaseRecord}
+
+
+def parse_record(data: Mapping[str, Any], where: str) -> RunRecord | ReleaseRecord:
+    """A sealed schema-2 index line as its typed record; ``LedgerError`` naming it if not."""
+    model = RECORD_MODELS.get(str(data.get("kind")))
+    if model is None:
+        raise LedgerError(f"{where}: unknown record kind {data.get('kind')!r}")
+    try:
+        record = model.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg'].lower()}"
+            for e in exc.errors()[:3]
+        )
+        raise LedgerError(
+            f"{where}: malformed {data.get('kind')} record: {problems}; restore the line "
+            "from git or delete it"
+        ) from None
+    assert isinstance(record, RunRecord | ReleaseRecord)
+    return record

@@ -1,4 +1,7 @@
-"""The ledger: an append-only JSON Lines store of sealed records (``evals/ledger.jsonl``).
+"""An append-only JSON Lines store of sealed records: the ledger's index.
+
+Schema 2 keeps it at ``evals/ledger/index.jsonl`` (``promptlib.ledger.core``); schema 1 kept
+every record, evidence included, in ``evals/ledger.jsonl``.
 
 The format is a contract (see DESIGN.md, "The ledger"):
 
@@ -51,30 +54,32 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn
 
 import filelock
 
-from .._canonical import canonical_json, sha256_of
+from .._canonical import canonical_json, sha256_hex, sha256_of
 from ..errors import LedgerError, Problem
 
 __all__ = [
     "KINDS",
     "SCHEMA_VERSION",
     "AppendResult",
-    "Ledger",
-    "LedgerView",
+    "LineStore",
+    "LineView",
     "Repair",
     "Torn",
     "VerifyReport",
     "seal",
 ]
 
-#: The format version this promptlib writes, and the newest it reads.
-SCHEMA_VERSION: Final = 1
+#: The newest format version this promptlib writes and reads. A store is opened for one
+#: schema (``LineStore(path, schema=1)`` reads a schema-1 file): it writes that schema and
+#: refuses lines of a newer one.
+SCHEMA_VERSION: Final = 2
 
 #: The record kinds of this schema version.
 KINDS: Final = ("run", "release")
@@ -156,7 +161,7 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
-class LedgerView:
+class LineView:
     """The valid records of a ledger, deduplicated and in a line-order-independent order.
 
     ``records`` are sorted by ``(time, hash)``; ``problems`` lists every line that was
@@ -224,7 +229,7 @@ class VerifyReport:
 # --- Sealing ------------------------------------------------------------------------------
 
 
-def seal(record: Mapping[str, Any]) -> dict[str, Any]:
+def seal(record: Mapping[str, Any], schema: int = SCHEMA_VERSION) -> dict[str, Any]:
     """A copy of ``record`` with its envelope: ``schema`` and ``hash`` added.
 
     The copy holds plain JSON values only (tuples become lists), exactly as a reader will
@@ -247,11 +252,11 @@ def seal(record: Mapping[str, Any]) -> dict[str, Any]:
     kind = body["kind"]
     if kind not in KINDS:
         raise LedgerError(f"unknown record kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    schema = body.setdefault("schema", SCHEMA_VERSION)
-    if type(schema) is not int or schema != SCHEMA_VERSION:
+    claimed_schema = body.setdefault("schema", schema)
+    if type(claimed_schema) is not int or claimed_schema != schema:
         raise LedgerError(
-            f"the record says schema {schema!r}, but this promptlib writes schema "
-            f"{SCHEMA_VERSION}; remove 'schema' and let seal() set it"
+            f"the record says schema {claimed_schema!r}, but this store writes schema "
+            f"{schema}; remove 'schema' and let seal() set it"
         )
     if "time" in body and not isinstance(body["time"], str):
         raise LedgerError(
@@ -327,7 +332,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bool]:
+def _parse_line(raw: bytes, where: str, number: int, newest: int) -> tuple[dict[str, Any], bool]:
     """The record on one line and whether the line is in canonical form.
 
     Raises ``_LineError`` for a line that is not a valid record, and ``LedgerError`` at
@@ -339,12 +344,25 @@ def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bo
         raise _LineError(
             f"not UTF-8 text (byte {exc.start + 1}); restore the line from git or delete it"
         ) from None
+    # The fast path, for lines in canonical form (what promptlib writes): a plain parse,
+    # then one serialisation that both proves the line canonical (a line with a key given
+    # twice cannot be) and gives the hashed bytes. Anything else takes the slow path, which
+    # names the problem.
+    canonical = False
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError) as exc:
-        raise _LineError(
-            f"not a JSON record ({exc}); restore the line from git or delete it"
-        ) from None
+        value = json.loads(text, parse_constant=_reject_constant)
+        canonical = isinstance(value, dict) and canonical_json(value) == text
+    except (ValueError, RecursionError):
+        pass
+    if not canonical:
+        try:
+            value = json.loads(
+                text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+            )
+        except (ValueError, RecursionError) as exc:
+            raise _LineError(
+                f"not a JSON record ({exc}); restore the line from git or delete it"
+            ) from None
     if not isinstance(value, dict):
         raise _LineError(
             f"not a JSON object but a {type(value).__name__}; restore the line or delete it"
@@ -359,10 +377,10 @@ def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bo
     schema = value["schema"]
     if type(schema) is not int or schema < 1:
         raise _LineError(f"schema must be a positive integer, not {schema!r}", "schema")
-    if schema > SCHEMA_VERSION:
+    if schema > newest:
         raise LedgerError(
             f"{where}: line {number}: written by a newer promptlib (schema {schema} > "
-            f"{SCHEMA_VERSION}); upgrade promptlib to read this ledger"
+            f"{newest}); upgrade promptlib to read this ledger"
         )
     kind = value["kind"]
     if kind not in KINDS:
@@ -378,11 +396,23 @@ def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bo
         or not _HEX.issuperset(claimed[len(_HASH_PREFIX) :])
     ):
         raise _LineError(f"hash must be 'sha256:' and 64 hex digits, not {claimed!r}", "hash")
-    body = {key: item for key, item in value.items() if key != "hash"}
-    try:
-        digest = sha256_of(body)
-    except (ValueError, RecursionError) as exc:
-        raise _LineError(f"the record has no canonical form ({exc}); delete the line") from None
+    if canonical:
+        # The canonical form without the top-level "hash" member is the canonical form of
+        # the body (removing a key keeps the others sorted). The member's text cannot occur
+        # earlier in the line: that would need the record to contain its own hash.
+        member = f'"hash":{json.dumps(claimed)}'
+        body_text = (
+            text.replace("," + member, "", 1)
+            if "," + member in text
+            else text.replace(member + ",", "", 1)
+        )
+        digest = sha256_hex(body_text.encode("utf-8"))
+    else:
+        body = {key: item for key, item in value.items() if key != "hash"}
+        try:
+            digest = sha256_of(body)
+        except (ValueError, RecursionError) as exc:
+            raise _LineError(f"the record has no canonical form ({exc}); delete the line") from None
     if digest != claimed:
         raise _LineError(
             f"hash mismatch: the line says {claimed} but its content hashes to {digest}; "
@@ -391,7 +421,7 @@ def _parse_line(raw: bytes, where: str, number: int) -> tuple[dict[str, Any], bo
         )
     if "time" in value and not isinstance(value["time"], str):
         raise _LineError(f"time must be a string, not {value['time']!r}", "time")
-    return value, canonical_json(value).encode("utf-8") == raw
+    return value, canonical
 
 
 @dataclass
@@ -404,7 +434,12 @@ class _Scan:
     torn: Torn | None = None
 
 
-def _scan(data: bytes, where: str) -> _Scan:
+def _scan(
+    data: bytes,
+    where: str,
+    newest: int,
+    keep: Callable[[dict[str, Any], bytes], Any] | None = None,
+) -> _Scan:
     scan = _Scan()
     lines = data.split(b"\n")
     tail = lines.pop()
@@ -416,7 +451,7 @@ def _scan(data: bytes, where: str) -> _Scan:
             scan.problems.append(Problem(where, number, "", "blank line; ignored", "warning"))
             continue
         try:
-            record, canonical = _parse_line(raw, where, number)
+            record, canonical = _parse_line(raw, where, number, newest)
         except _LineError as exc:
             scan.problems.append(Problem(where, number, exc.key, str(exc)))
             continue
@@ -435,18 +470,18 @@ def _scan(data: bytes, where: str) -> _Scan:
         if digest in scan.records:
             scan.duplicates += 1
         else:
-            scan.records[digest] = record
+            scan.records[digest] = record if keep is None else keep(record, raw)
             scan.line_of[digest] = number
     if tail:
-        scan.torn = Torn(len(lines) + 1, len(tail), _is_record(tail, where, len(lines) + 1))
+        scan.torn = Torn(len(lines) + 1, len(tail), _is_record(tail, where, len(lines) + 1, newest))
         scan.problems.append(Problem(where, scan.torn.line, "", scan.torn.message()))
     scan.problems.sort()
     return scan
 
 
-def _is_record(raw: bytes, where: str, number: int) -> bool:
+def _is_record(raw: bytes, where: str, number: int, newest: int) -> bool:
     try:
-        _parse_line(raw.removesuffix(b"\r"), where, number)
+        _parse_line(raw.removesuffix(b"\r"), where, number, newest)
     except _LineError:
         return False
     return True
@@ -459,20 +494,27 @@ def _order(record: Mapping[str, Any]) -> tuple[str, str]:
 # --- Writing ------------------------------------------------------------------------------
 
 
-class Ledger:
+class LineStore:
     """The ledger file at ``path``; nothing is read or created until a method is called.
 
     ``lock_timeout`` is how long, in seconds, ``append`` waits for another writer.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        schema: int = SCHEMA_VERSION,
+        lock_timeout: float = 60.0,
+    ) -> None:
         self.path = Path(path)
+        self.schema = schema
         self.lock_path = Path(f"{os.fspath(path)}.lock")
         self.lock_timeout = lock_timeout
         self._lock = filelock.FileLock(self.lock_path, timeout=lock_timeout)
 
     def __repr__(self) -> str:
-        return f"Ledger({os.fspath(self.path)!r})"
+        return f"LineStore({os.fspath(self.path)!r}, schema={self.schema})"
 
     @property
     def _where(self) -> str:
@@ -480,10 +522,21 @@ class Ledger:
 
     # Reading.
 
-    def read(self) -> LedgerView:
+    def each(
+        self, keep: Callable[[dict[str, Any], bytes], Any]
+    ) -> tuple[list[Any], tuple[Problem, ...], Torn | None]:
+        """``keep(record, line)`` of every valid record, deduplicated, in line order.
+
+        For readers that keep less than every record's parsed form (the ledger's view keeps
+        a few fields and the line itself), so that a long index is never held twice.
+        """
+        scan = _scan(self._snapshot(), self._where, self.schema, keep)
+        return list(scan.records.values()), tuple(scan.problems), scan.torn
+
+    def read(self) -> LineView:
         """The valid records, deduplicated and sorted; a missing file is an empty ledger."""
-        scan = _scan(self._snapshot(), self._where)
-        return LedgerView(
+        scan = _scan(self._snapshot(), self._where, self.schema)
+        return LineView(
             path=self.path,
             records=tuple(sorted(scan.records.values(), key=_order)),
             problems=tuple(scan.problems),
@@ -495,7 +548,7 @@ class Ledger:
         and (unless ``bodies`` is False) that each record's body is one readers can use."""
         from .records import body_problems
 
-        scan = _scan(self._snapshot(), self._where)
+        scan = _scan(self._snapshot(), self._where, self.schema)
         for digest, record in scan.records.items() if bodies else ():
             for problem in body_problems(record):
                 scan.problems.append(
@@ -555,7 +608,7 @@ class Ledger:
         sealed: list[dict[str, Any]] = []
         for index, record in enumerate(batch, start=1):
             try:
-                sealed.append(seal(record))
+                sealed.append(seal(record, self.schema))
             except LedgerError as exc:
                 raise LedgerError(
                     f"{self._where}: nothing appended: record {index} of {len(batch)}: {exc}"
@@ -598,7 +651,7 @@ class Ledger:
         start = _line_start(fd, size)
         tail = _read_at(fd, size - start, start)
         number = _count_newlines(fd, start) + 1
-        if _is_record(tail, self._where, number):
+        if _is_record(tail, self._where, number, self.schema):
             _commit(fd, b"\n")
             return Repair(number, len(tail), "completed")
         os.ftruncate(fd, start)

@@ -137,6 +137,11 @@ class Provider(abc.ABC):
         return sha256_of(self.fingerprint_data())
 
     @property
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint schema-1 ledgers recorded (for migration); the same by default."""
+        return self.fingerprint
+
+    @property
     def model(self) -> str | None:
         """The model name for reports, when there is one."""
         value = self.fingerprint_data().get("model")

@@ -59,6 +59,9 @@ parses the last message, hashes the context, tokenises the query and sums BM25 w
 
 ``ALGORITHM`` is in the fingerprint: bump it whenever any rule above, the tokeniser, the
 stop words, the unit splitting or the selection changes, so old ledger results are not reused.
+The installed bm25s version is not in it (it is recorded with each run as provenance):
+tests pin the answers, so an upgrade that changed them would fail there, not silently
+invalidate every recorded run.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar, cast
 
+from .._canonical import sha256_of
 from ..errors import ConfigError, MissingDependencyError, ProviderError
 from ..library.messages import Message
 from .contract import Provider, Request, Response
@@ -301,13 +305,14 @@ class RetrievalProvider(Provider):
         return cls(name, k1=values["k1"], b=values["b"])
 
     def fingerprint_data(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "algorithm": ALGORITHM,
-            "k1": self.k1,
-            "b": self.b,
-            "bm25s": _BM25S_VERSION,
-        }
+        # The algorithm id, not bm25s's version, is the identity: tests pin the answers, and
+        # the installed version is recorded with every run as provenance.
+        return {"type": self.type, "algorithm": ALGORITHM, "k1": self.k1, "b": self.b}
+
+    @property
+    def legacy_fingerprint(self) -> str:
+        """The schema-1 fingerprint, which also held the installed bm25s version."""
+        return sha256_of({**self.fingerprint_data(), "bm25s": _BM25S_VERSION})
 
     async def complete(self, request: Request) -> Response:
         return Response(text=self.answer(request))

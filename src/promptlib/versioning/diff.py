@@ -142,12 +142,9 @@ def _inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
         if before.get("default") != after.get("default") or ("default" in before) != (
             "default" in after
         ):
-            changes.append(
-                Change(
-                    Bump.MINOR,
-                    f"input {name!r} default {before.get('default')!r} -> {after.get('default')!r}",
-                )
-            )
+            was = repr(before["default"]) if "default" in before else "(none)"
+            now = repr(after["default"]) if "default" in after else "(none)"
+            changes.append(Change(Bump.MINOR, f"input {name!r} default {was} -> {now}"))
     return changes
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from ..evals.checks import suite_problems
-from ..ledger import Ledger
+from ..ledger import open_project
 from ..library.collection import Library
 from ..library.loader import scan
 from ..settings import Settings
@@ -73,8 +73,8 @@ def check(settings: Settings, against: str | None = None) -> CheckReport:
     suites = suite_problems(root, library.values())
     if suites:
         return CheckReport([], None, None, validation=suites)
-    ledger = Ledger(_ledger_path(settings))
-    base = latest_release(ledger) if against in (None, "latest") else resolve(root, against, ledger)
+    view = open_project(settings, write=False).read()
+    base = latest_release(view) if against in (None, "latest") else resolve(root, against, view)
     if base is None:
         if against == "latest":
             raise ConfigError("no release in the ledger yet; `promptlib release` makes the first")
@@ -126,9 +126,3 @@ def _changelog_problems(root: Path, pending: str, released: str, diff: LibraryDi
             + f" (or add a section for {pending})"
         ]
     return []
-
-
-def _ledger_path(settings: Settings) -> Path:
-    path = settings.ledger_path
-    assert path is not None
-    return path

@@ -1,21 +1,14 @@
 """Snapshots of a library: the working tree, a release recorded in the ledger, a git ref.
 
-A *release record* (ledger kind ``release``) holds everything needed to re-evaluate a
-release with no git history (CI clones are often shallow and tagless)::
+A *release record* (ledger kind ``release``, ``promptlib.ledger.records.ReleaseRecord``)
+holds everything needed to re-evaluate a release with no git history (CI clones are often
+shallow and tagless): per prompt its version, its fingerprint, which names the object
+holding its behaviour (messages or template with the partials they include, inputs, model
+parameters, output spec: exactly what the fingerprint hashes), and the object holding its
+metadata. An unchanged prompt's behaviour is stored once across all releases.
+``Snapshot.prompt()`` rebuilds a prompt from its behaviour and checks the fingerprint.
 
-    {"kind": "release", "version": "2.0.0", "time": "...",
-     "git_commit": "..." | null,      # the commit the release was computed from (HEAD then)
-     "previous": "1.0.0" | null, "bump": "major",
-     "partials": {"support_voice.j2": "..."},          # each partial's source, once
-     "prompts": [{"id": ..., "version": ..., "fingerprint": ...,
-                  "behaviour": {... "partials": ["support_voice.j2", ...] ...},
-                  "metadata": {"description": ..., "tags": ..., ...}}, ...]}
-
-Partials are stored once per release and referenced by name from each prompt's behaviour;
-``Snapshot.prompt()`` puts them back and checks that the rebuilt prompt has the recorded
-fingerprint.
-
-``resolve(root, ref)`` finds a snapshot for ``ref``: a release version (``v2.0.0`` or
+``resolve(root, ref, view)`` finds a snapshot for ``ref``: a release version (``v2.0.0`` or
 ``2.0.0``) from the ledger first, else any git ref (branch, tag, commit), else a
 ``NotFoundError`` listing the known releases.
 """
@@ -25,15 +18,17 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import _git
 from ..errors import ConfigError, GitError, LedgerError, LoadError, NotFoundError, VersionError
-from ..ledger import Ledger
-from ..ledger.records import check_body
+from ..ledger import LedgerView
+from ..ledger.objects import encode
+from ..ledger.records import PromptMetadata, ReleasedPrompt, ReleaseRecord
 from ..library.collection import Library
 from ..library.loader import scan
 from ..library.prompt import Prompt
@@ -42,11 +37,14 @@ from ..versions import Bump, Version, parse_version, read_project_version
 from .snapshot import PromptState, Snapshot
 
 __all__ = [
+    "BuiltRelease",
     "latest_release",
+    "put_prompt",
     "release_record",
     "releases",
     "resolve",
     "resolve_against",
+    "snapshot_of",
     "worktree_snapshot",
 ]
 
@@ -71,6 +69,14 @@ def worktree_snapshot(root: Path, library: Library) -> Snapshot:
     return snapshot
 
 
+@dataclass(frozen=True)
+class BuiltRelease:
+    """A release record and the objects it references (behaviours, metadata)."""
+
+    record: ReleaseRecord
+    objects: dict[str, Any]
+
+
 def release_record(
     library: Library,
     version: str,
@@ -78,74 +84,110 @@ def release_record(
     commit: str | None,
     previous: str | None,
     bump: Bump | None,
-) -> dict[str, Any]:
-    """The ledger record of releasing ``library`` as ``version``."""
-    partials: dict[str, str] = {}
-    prompts = []
+) -> BuiltRelease:
+    """The ledger record of releasing ``library`` as ``version``, with its objects."""
+    objects: dict[str, Any] = {}
+    prompts: dict[str, ReleasedPrompt] = {}
     for prompt in library.values():
-        behaviour = prompt.behaviour()
-        partials.update(behaviour["partials"])
-        behaviour["partials"] = sorted(behaviour["partials"])
-        prompts.append(
-            {
-                "id": prompt.id,
-                "version": str(prompt.version),
-                "fingerprint": prompt.fingerprint,
-                "behaviour": behaviour,
-                "metadata": prompt.metadata(),
-            }
+        behaviour, metadata = put_prompt(prompt, objects)
+        prompts[prompt.id] = ReleasedPrompt(
+            version=str(prompt.version), fingerprint=behaviour, metadata=metadata
         )
-    return {
-        "kind": "release",
-        "version": version,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "git_commit": commit,
-        "previous": previous,
-        "bump": str(bump) if bump is not None else None,
-        "partials": dict(sorted(partials.items())),
-        "prompts": prompts,
+    record = ReleaseRecord(
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        version=version,
+        git_commit=commit,
+        previous=previous,
+        bump=str(bump) if bump is not None else None,
+        prompts=prompts,
+    )
+    return BuiltRelease(record, objects)
+
+
+def put_prompt(prompt: Prompt, objects: dict[str, Any]) -> tuple[str, str]:
+    """Add ``prompt``'s behaviour and metadata objects to ``objects``; their references.
+
+    The behaviour object's reference is the prompt's fingerprint: both are the sha256 of the
+    canonical JSON of the behaviour.
+    """
+    behaviour = prompt.behaviour()
+    reference = encode(behaviour)[0]
+    if reference != prompt.fingerprint:  # pragma: no cover - the same definition
+        raise LedgerError(f"{prompt.id}: its behaviour does not hash to its fingerprint")
+    metadata = PromptMetadata(metadata=prompt.metadata()).model_dump(mode="json")
+    metadata_reference = encode(metadata)[0]
+    objects[reference] = behaviour
+    objects[metadata_reference] = metadata
+    return reference, metadata_reference
+
+
+class _Lazy(Mapping[str, Any]):
+    """A mapping loaded from a ledger object on first use (most are never needed)."""
+
+    def __init__(self, load: Callable[[], Mapping[str, Any]]) -> None:
+        self._load = load
+        self._value: Mapping[str, Any] | None = None
+
+    def _get(self) -> Mapping[str, Any]:
+        if self._value is None:
+            self._value = self._load()
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def snapshot_of(release: ReleaseRecord, view: LedgerView) -> Snapshot:
+    """The snapshot of a release record; behaviours load from the ledger when needed."""
+
+    def behaviour(fingerprint: str) -> Callable[[], Mapping[str, Any]]:
+        return lambda: dict(view.object(fingerprint))
+
+    def metadata(reference: str) -> Callable[[], Mapping[str, Any]]:
+        return lambda: dict(PromptMetadata.model_validate(view.object(reference)).metadata)
+
+    prompts = {
+        pid: PromptState(
+            pid,
+            item.version,
+            item.fingerprint,
+            _Lazy(behaviour(item.fingerprint)),
+            _Lazy(metadata(item.metadata)),
+        )
+        for pid, item in release.prompts.items()
     }
-
-
-def _snapshot_of_record(record: Mapping[str, Any]) -> Snapshot:
-    partials = record.get("partials", {})
-    prompts: dict[str, PromptState] = {}
-    for item in record.get("prompts", []):
-        behaviour = dict(item["behaviour"])
-        names = behaviour.get("partials", [])
-        behaviour["partials"] = {name: partials[name] for name in names}
-        prompts[item["id"]] = PromptState(
-            item["id"], item["version"], item["fingerprint"], behaviour, item.get("metadata", {})
-        )
-    version = str(record["version"])
     return Snapshot(
-        f"v{version} (ledger release record)",
+        f"v{release.version} (ledger release record)",
         "release",
-        version,
+        release.version,
         prompts,
-        commit=record.get("git_commit"),
-        record=record,
+        commit=release.git_commit,
     )
 
 
-def releases(ledger: Ledger) -> list[Mapping[str, Any]]:
+def releases(view: LedgerView) -> list[ReleaseRecord]:
     """The release records, oldest version first (one per version: the latest record)."""
-    by_version: dict[Version, Mapping[str, Any]] = {}
-    for record in ledger.read().of_kind("release"):
-        check_body(record, str(ledger.path))
+    by_version: dict[Version, ReleaseRecord] = {}
+    for record in view.releases:
         try:
-            by_version[parse_version(str(record["version"]))] = record
+            by_version[parse_version(record.version)] = record
         except VersionError as exc:
             raise LedgerError(
-                f"{ledger.path}: release record {str(record['hash'])[:19]}...: {exc}"
+                f"{view.source}: release record {str(record.hash)[:19]}...: {exc}"
             ) from None
     return [by_version[v] for v in sorted(by_version)]
 
 
-def latest_release(ledger: Ledger) -> Snapshot | None:
+def latest_release(view: LedgerView) -> Snapshot | None:
     """The highest released version, or None before the first release."""
-    records = releases(ledger)
-    return _snapshot_of_record(records[-1]) if records else None
+    records = releases(view)
+    return snapshot_of(records[-1], view) if records else None
 
 
 def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
@@ -162,24 +204,24 @@ def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
     return Snapshot(f"{ref} (git {commit[:12]})", "git", version, prompts, commit=commit)
 
 
-def resolve(root: Path, ref: str, ledger: Ledger) -> Snapshot:
+def resolve(root: Path, ref: str, view: LedgerView) -> Snapshot:
     """The snapshot ``ref`` names: a ledger release first, then a git ref."""
-    records = releases(ledger)
+    records = releases(view)
     try:
         wanted = parse_version(ref)
-    except ValueError:
+    except VersionError:
         wanted = None
     if wanted is not None:
         for record in records:
-            if parse_version(str(record["version"])) == wanted:
-                return _snapshot_of_record(record)
+            if parse_version(record.version) == wanted:
+                return snapshot_of(record, view)
     try:
         commit = _git.commit_of(root, ref)
     except GitError:
         commit = None
     if commit is not None:
         return _git_snapshot(root, ref, commit)
-    known = [str(r["version"]) for r in records]
+    known = [r.version for r in records]
     listed = ", ".join(f"v{v}" for v in known) if known else "none yet"
     raise NotFoundError(
         f"unknown release or git ref {ref!r}; releases in the ledger: {listed}",
@@ -187,14 +229,12 @@ def resolve(root: Path, ref: str, ledger: Ledger) -> Snapshot:
     )
 
 
-def resolve_against(settings: Settings, ref: str | None) -> Snapshot:
+def resolve_against(settings: Settings, ref: str | None, view: LedgerView) -> Snapshot:
     """The snapshot to compare with: ``ref``, else (or for ``latest``) the latest release."""
     root = settings.require_root()
-    assert settings.ledger_path is not None
-    ledger = Ledger(settings.ledger_path)
     if ref is not None and ref != "latest":
-        return resolve(root, ref, ledger)
-    latest = latest_release(ledger)
+        return resolve(root, ref, view)
+    latest = latest_release(view)
     if latest is None:
         raise ConfigError(
             "no release in the ledger yet; run `promptlib release` first or name a git ref"

@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from .. import _git
 from ..errors import ConfigError, LoadError
-from ..evals.run import EvalReport, evaluate, latest_runs
+from ..evals.run import EvalReport, evaluate
 from ..evals.runner import EvalOptions
-from ..ledger import Ledger
+from ..ledger import AnyLedger, LedgerView, open_project
+from ..ledger.records import RunRecord
 from ..library.collection import Library, load
 from ..library.loader import scan
 from ..settings import Settings
@@ -44,12 +44,6 @@ All notable changes to this project are documented in this file. The format is b
 _PROMPT_VERSION = re.compile(r"(?m)^(version:\s*)(\S+)(\s*(?:#.*)?)$")
 
 
-def _ledger_path(settings: Settings) -> Path:
-    path = settings.ledger_path
-    assert path is not None
-    return path
-
-
 @dataclass
 class ReleasePlan:
     """What ``release`` will do (and, after it ran, what it did)."""
@@ -67,13 +61,17 @@ class ReleasePlan:
 
 
 def plan_release(
-    settings: Settings, bump: str = "auto", *, library: Library | None = None
+    settings: Settings,
+    bump: str = "auto",
+    *,
+    library: Library | None = None,
+    ledger: AnyLedger | None = None,
 ) -> ReleasePlan:
     """Compute the release without changing anything."""
     root = settings.require_root()
     library = library if library is not None else load(root)
-    ledger = Ledger(_ledger_path(settings))
-    base = latest_release(ledger)
+    view = (ledger if ledger is not None else open_project(settings, write=False)).read()
+    base = latest_release(view)
     head = worktree_snapshot(root, library)
     declared_package = parse_version(head.version or "0.0.0")
     if base is None:
@@ -107,19 +105,24 @@ def plan_release(
         needed = required_version(change)
         final = max(declared, needed) if needed is not None else declared
         versions[change.id] = (str(declared), str(final))
-    deltas = _score_deltas(settings, diff)
+    deltas = _score_deltas(view, diff)
     changelog = _section(version, base.version, diff.changed(), versions, deltas)
     return ReleasePlan(version, base.version, chosen, diff, versions, changelog)
 
 
-def _score_deltas(settings: Settings, diff: LibraryDiff) -> dict[str, list[str]]:
+def _score_deltas(view: LedgerView, diff: LibraryDiff) -> dict[str, list[str]]:
     """For changed prompts: "suite metric old -> new (+d)" from the ledger, where both exist."""
-    ledger = Ledger(_ledger_path(settings))
-    by_fingerprint: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-    for record in latest_runs(ledger).values():
-        key = (record["prompt"]["fingerprint"], record["suite"], record["provider"]["fingerprint"])
+    wanted = {
+        state.fingerprint
+        for change in diff.changed()
+        for state in (change.old, change.new)
+        if state is not None
+    }
+    by_fingerprint: dict[tuple[str, str, str], RunRecord] = {}
+    for record in view.select(lambda entry: entry.prompt_fingerprint in wanted):
+        key = (record.prompt.fingerprint, record.suite, record.provider.fingerprint)
         current = by_fingerprint.get(key)
-        if current is None or record["time"] > current["time"]:
+        if current is None or record.time > current.time:
             by_fingerprint[key] = record
     out: dict[str, list[str]] = {}
     for change in diff.changed():
@@ -132,14 +135,14 @@ def _score_deltas(settings: Settings, diff: LibraryDiff) -> dict[str, list[str]]
             old = by_fingerprint.get((change.old.fingerprint, suite, provider))
             if old is None:
                 continue
-            for metric, result in new["results"].items():
-                before = old["results"].get(metric)
+            for metric, result in new.results.items():
+                before = old.results.get(metric)
                 if before is None:
                     continue
-                delta = result["mean"] - before["mean"]
+                delta = result.mean - before.mean
                 lines.append(
-                    f"{suite} {metric} {before['mean']:.3f} -> {result['mean']:.3f} "
-                    f"({delta:+.3f}, {new['provider']['name']})"
+                    f"{suite} {metric} {before.mean:.3f} -> {result.mean:.3f} "
+                    f"({delta:+.3f}, {new.provider.name})"
                 )
         out[change.id] = lines
     return out
@@ -244,6 +247,13 @@ def _set_version(path: Path, pattern: re.Pattern[str], version: str, what: str) 
     return True
 
 
+def _shown(where: str, root: Path) -> str:
+    try:
+        return Path(where).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return where
+
+
 def release(
     settings: Settings,
     bump: str = "auto",
@@ -256,7 +266,8 @@ def release(
     """Release the library (see the module docstring)."""
     root = settings.require_root()
     library = load(root)
-    plan = plan_release(settings, bump, library=library)
+    ledger = open_project(settings, write=not dry_run)
+    plan = plan_release(settings, bump, library=library, ledger=ledger)
     if dry_run:
         return plan
     if commit and _git.is_repository(root):
@@ -280,6 +291,7 @@ def release(
         options=EvalOptions(),
         on_progress=on_progress,
         library=library,
+        ledger=ledger,
     )
     if plan.evaluation.provider_failures:
         failed = plan.evaluation.provider_failures[0]
@@ -293,23 +305,15 @@ def release(
             plan.previous,
             plan.diff.changed(),
             plan.prompt_versions,
-            _score_deltas(settings, plan.diff),
+            _score_deltas(ledger.read(), plan.diff),
         )
     _write_changelog(root, plan.changelog)
     plan.files.append("CHANGELOG.md")
-    ledger = Ledger(_ledger_path(settings))
-    ledger.append(
-        [
-            release_record(
-                library,
-                plan.version,
-                commit=_git.commit_of(root),
-                previous=plan.previous,
-                bump=plan.bump,
-            )
-        ]
+    built = release_record(
+        library, plan.version, commit=_git.commit_of(root), previous=plan.previous, bump=plan.bump
     )
-    plan.files.append("evals/ledger.jsonl")
+    ledger.append(built.record, built.objects)
+    plan.files.append(_shown(ledger.where, root))
     if commit and _git.is_repository(root):
         paths = ["prompts", "pyproject.toml", "CHANGELOG.md", "evals"]
         _git.git(root, "add", "--", *[p for p in paths if (root / p).exists()])
