@@ -1,13 +1,12 @@
-"""`promptlib eval --against` with one prompt changed vs a full evaluation, and stats cost.
+"""`promptlib eval --against` with one prompt changed vs a full evaluation.
 
-1. On a copy of this project (prompts, suites, datasets; a fresh ledger), evaluate the whole
-   library through an OpenAI-compatible server on 127.0.0.1 (tests/_llm_server.py in its
-   own process, answering after 5 ms), release it, change one prompt's text, and run
-   `promptlib eval --against latest`. Provider calls are counted from the ledger's run
-   records (`timing.calls`); wall times are whole CLI runs.
-2. The cost of one paired comparison (`promptlib.compare.stats.compare_paired`) on 1,000 examples
-   with 10,000 resamples: a 0/1 metric (exact McNemar + bootstrap interval) and a
-   continuous one (sign-flip permutation test + bootstrap interval).
+On a copy of this project (prompts, suites, datasets; a fresh ledger), evaluate the whole
+library through an OpenAI-compatible server on 127.0.0.1 (tests/_llm_server.py in its own
+process, answering after 5 ms), release it, change one prompt's text, and run `promptlib
+eval --against latest`. Provider calls are counted from the ledger's run records
+(`timing.calls`); wall times are whole CLI runs.
+
+The cost of one paired comparison is measured by bench/bench_stats.py.
 
 Run: python bench/bench_against.py
 """
@@ -15,9 +14,7 @@ Run: python bench/bench_against.py
 from __future__ import annotations
 
 import json
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,8 +27,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _report import write_section  # noqa: E402
 from bench_harness import Server  # noqa: E402
-
-from promptlib.compare.stats import compare_paired  # noqa: E402
 
 PROMPTLIB = str(Path(sys.executable).with_name("promptlib"))
 CHANGED = "support.answer.track_refund"
@@ -126,39 +121,8 @@ def against_benchmark() -> str:
     )
 
 
-def stats_benchmark() -> str:
-    rng = random.Random(7)
-    n, resamples, repeats = 1000, 10_000, 20
-    base_binary = [float(rng.random() < 0.8) for _ in range(n)]
-    cand_binary = [1.0 - x if rng.random() < 0.1 else x for x in base_binary]
-    base_cont = [rng.random() for _ in range(n)]
-    cand_cont = [min(1.0, max(0.0, x + rng.gauss(0.01, 0.1))) for x in base_cont]
-    rule = {"alpha": 0.05, "power": 0.8, "min_effect": 0.02}
-    lines = []
-    for label, base, cand, binary in (
-        ("0/1 metric: exact McNemar + bootstrap interval", base_binary, cand_binary, True),
-        ("continuous metric: sign-flip test + bootstrap interval", base_cont, cand_cont, False),
-    ):
-        times = []
-        for i in range(repeats):
-            started = time.perf_counter()
-            compare_paired(
-                base, cand, binary=binary, resamples=resamples, seed=1, key=f"k{i}", **rule
-            )
-            times.append((time.perf_counter() - started) * 1000)
-        lines.append(f"| {label} | {statistics.median(times):.1f} | {min(times):.1f} |")
-    return (
-        f"One comparison, {n:,} paired examples, {resamples:,} resamples, median of {repeats} "
-        "(numpy, chunked 1,000 resamples at a time):\n\n"
-        "| comparison | median ms | best ms |\n| --- | ---: | ---: |\n"
-        + "\n".join(lines)
-        + "\n\nTarget: well under 100 ms per comparison."
-    )
-
-
 def main() -> None:
-    body = against_benchmark() + "\n\n" + stats_benchmark()
-    write_section("against", "python bench/bench_against.py", body)
+    write_section("against", "python bench/bench_against.py", against_benchmark())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ or ``no`` (wrong) when the prompt's system message contains ``[bad]``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -174,10 +175,13 @@ def test_only_the_changed_prompt_calls_the_provider(
     assert run_count(root) == 6
     assert "against v1.0.0 (ledger release record): 1 changed, 2 unchanged" in out
     rows = [line.split() for line in out.splitlines() if line.lstrip().startswith("demo.alpha")]
-    assert [(r[1], r[2], r[3], r[-1]) for r in rows] == [
+    assert [(r[1], r[2], r[3], r[10]) for r in rows] == [
         ("extra", "exact_match", str(EXTRA_ROWS), "inconclusive"),
         ("main", "exact_match", str(MAIN_ROWS), "inconclusive"),
     ]
+    # The server answered exactly as before: the table says so, and what n would decide.
+    assert f"examples needed; outputs identical on all {MAIN_ROWS} examples)" in out
+    assert "family: 2 gated comparisons (Holm); alpha 0.05, margin ±0.02, mode lenient" in out
 
     # The Markdown report was appended to the step summary, after what was there.
     text = summary.read_text(encoding="utf-8")
@@ -186,9 +190,11 @@ def test_only_the_changed_prompt_calls_the_provider(
         "| prompt | suite | metric | n | failed (base / cand) | baseline | candidate | Δ "
         "| 95% CI | p (Holm) | verdict |"
     ) in text
+    # No discordant pair among 40 is not a certainty: Tango's interval is +-z^2 / (n + z^2).
     assert (
         f"| `demo.alpha` | main | exact_match | {MAIN_ROWS} | 0 / 0 | 1.000 | 1.000 | +0.000 | "
-        "[+0.000, +0.000] | 1 | ⚪ inconclusive |"
+        "[-0.088, +0.088] | 1 | ⚪ inconclusive (power 9%; 473 examples needed; outputs "
+        f"identical on all {MAIN_ROWS} examples) |"
     ) in text
     assert "Prompts: 1 changed, 2 unchanged." in text
 
@@ -209,8 +215,12 @@ def test_only_the_changed_prompt_calls_the_provider(
     assert report["rule"] == {
         "alpha": 0.05,
         "min_effect": 0.02,
+        "mode": "lenient",
         "correction": "holm",
+        "family": 2,
+        "tost_level": 0.95,
         "failures": "an example that failed on one side counts as 0 on that side",
+        "numpy": importlib.metadata.version("numpy"),
     }
     assert [
         (c["suite"], c["prompt"], c["metric"], c["n"], c["verdict"], c["p"], c["p_holm"])
@@ -256,18 +266,23 @@ def test_verdicts_and_exit_codes(
         assert c["verdict"] == verdict
         assert (c["baseline"], c["candidate"]) == scores
         assert c["diff"] == scores[1] - scores[0]
-        assert c["ci95"] == [c["diff"], c["diff"]]  # every pair differs by the same amount
-        assert c["test"] == "exact McNemar"
-    # Every row is discordant: exact McNemar p = 2 / 2**n. Holm multiplies the smaller p
+        # Every pair differs by the same amount: the interval reaches the extreme on that
+        # side and stops short of 0 on the other (Tango's score interval).
+        low, high = c["ci95"]
+        assert (low == -1.0 and -1.0 < high < 0) or (0 < low < 1.0 and high == 1.0)
+        assert (c["test"], c["interval"]) == ("mid-p McNemar", "Tango score interval")
+        assert c["primary"] is True
+    # Every row is discordant: mid-p McNemar p = 1 / 2**n. Holm multiplies the smaller p
     # by 2 and the larger by 1.
+    assert report["rule"]["family"] == 2
     by_suite = {c["suite"]: c for c in report["comparisons"]}
-    assert by_suite["extra"]["p"] == pytest.approx(2 / 2**EXTRA_ROWS)
-    assert by_suite["extra"]["p_holm"] == pytest.approx(2 / 2**EXTRA_ROWS)
-    assert by_suite["main"]["p"] == pytest.approx(2 / 2**MAIN_ROWS)
-    assert by_suite["main"]["p_holm"] == pytest.approx(4 / 2**MAIN_ROWS)
+    assert by_suite["extra"]["p"] == pytest.approx(1 / 2**EXTRA_ROWS)
+    assert by_suite["extra"]["p_holm"] == pytest.approx(1 / 2**EXTRA_ROWS)
+    assert by_suite["main"]["p"] == pytest.approx(1 / 2**MAIN_ROWS)
+    assert by_suite["main"]["p_holm"] == pytest.approx(2 / 2**MAIN_ROWS)
     if verdict == "regressed":
-        assert "regressed: demo.alpha extra exact_match 1.000 -> 0.000 (p_holm=6.1e-05)" in err
-        assert "regressed: demo.alpha main exact_match 1.000 -> 0.000 (p_holm=3.64e-12)" in err
+        assert "regressed: demo.alpha extra exact_match 1.000 -> 0.000 (p_holm=3.05e-05)" in err
+        assert "regressed: demo.alpha main exact_match 1.000 -> 0.000 (p_holm=1.82e-12)" in err
     else:
         assert "regressed" not in err
 
@@ -287,7 +302,7 @@ def test_verdicts_and_exit_codes(
     assert names == ["extra/demo.alpha/exact_match", "main/demo.alpha/exact_match"]
     failures = [f.get("message") for f in suite.iter("failure")]
     if code:
-        assert failures[1] == "exact_match 1.0000 -> 0.0000 (-1.0000), p_holm=3.64e-12"
+        assert failures[1] == "exact_match 1.0000 -> 0.0000 (-1.0000), p_holm=1.82e-12: regressed"
     else:
         assert failures == []
 
@@ -387,3 +402,101 @@ def test_added_and_removed_prompts_are_listed(tmp_path: Path, server: LLMServer)
     assert "- `demo.delta`: added\n" in out
     assert "- `demo.gamma`: removed\n" in out
     assert "No prompt changed behaviour." in out
+
+
+def _strict(root: Path) -> None:
+    path = root / "pyproject.toml"
+    path.write_text(
+        path.read_text(encoding="utf-8") + '\n[tool.promptlib.compare]\nmode = "strict"\n',
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize("mode", ["lenient", "strict"])
+def test_strict_mode_fails_what_lenient_mode_passes_with_the_n_needed(
+    tmp_path: Path, server: LLMServer, mode: str
+) -> None:
+    # alpha changes wording, the server answers exactly as before: nothing moved, but 40
+    # and 15 examples cannot show that the change is within 2 points.
+    root = make_project(tmp_path / "project", server.base_url)
+    if mode == "strict":
+        _strict(root)
+    release(root, server)
+    change_alpha(root, "Answer yes, please.")
+    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "json")
+    report = json.loads(out)
+    assert report["rule"]["mode"] == mode
+    for c in report["comparisons"]:
+        assert c["verdict"] == "inconclusive"
+        assert c["n_needed"] == 473  # Connor's n for 2 points at 2% discordance, alpha / 2
+        assert c["unit"] == "examples"
+        assert 0 < c["power"] < 0.1
+        assert c["outputs_identical"] is True
+        assert c["fails_gate"] is (mode == "strict")
+    _, markdown, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "markdown")
+    _, junit, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "junit")
+    failures = [f.get("message") for f in ET.fromstring(junit).iter("failure")]
+    properties = {p.get("name"): p.get("value") for p in ET.fromstring(junit).iter("property")}
+    assert properties == {"family": "2", "alpha": "0.05", "min-effect": "0.02", "mode": mode}
+    if mode == "lenient":
+        assert code == 0, err
+        assert report["passed"] is True
+        assert markdown.startswith("### ✅")
+        assert "473 examples needed" in markdown
+        assert failures == []
+        return
+    assert code == 1, err
+    assert report["passed"] is False
+    assert (
+        "not shown non-inferior (strict mode): demo.alpha main exact_match +0.000; its 95.0% "
+        "interval [-0.088, +0.088] reaches below -0.02; 473 examples needed"
+    ) in err
+    assert markdown.startswith(
+        "### ❌ promptlib eval --against v1.0.0: 2 not shown non-inferior (strict)\n"
+    )
+    assert markdown.count("| ❌ inconclusive") == 2
+    assert (
+        failures
+        == ["exact_match 1.0000 -> 1.0000 (+0.0000), p_holm=1: not shown non-inferior (strict)"] * 2
+    )
+
+
+def test_only_the_primary_metric_gates_and_counts_in_the_family(tmp_path: Path) -> None:
+    # Two metrics per suite; `contains` is primary. A verbose answer keeps `contains` and
+    # breaks `exact_match` on every row: a secondary regression is reported, not gated.
+    def verbose(messages: list[dict[str, Any]]) -> str:
+        return "yes indeed" if "[verbose]" in messages[0]["content"] else answer(messages)
+
+    with LLMServer(answer=verbose) as server:
+        root = make_project(tmp_path / "project", server.base_url)
+        for name in ("main", "extra"):
+            path = root / "evals" / "suites" / f"{name}.yaml"
+            text = path.read_text(encoding="utf-8")
+            path.write_text(
+                text.replace("metrics: [exact_match]", "metrics: [exact_match, contains]")
+                + "primary: contains\n",
+                encoding="utf-8",
+            )
+        assert cli(root, "release")[0] == 0
+        change_alpha(root, "[verbose] Answer yes.")
+        code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "json")
+        assert code == 0, out + err
+        report = json.loads(out)
+        assert report["rule"]["family"] == 2
+        by_metric = {(c["suite"], c["metric"]): c for c in report["comparisons"]}
+        secondary = by_metric[("main", "exact_match")]
+        assert (secondary["verdict"], secondary["primary"]) == ("regressed", False)
+        assert secondary["p_holm"] is None
+        assert secondary["p"] == pytest.approx(1 / 2**MAIN_ROWS)
+        primary = by_metric[("main", "contains")]
+        assert (primary["verdict"], primary["primary"]) == ("inconclusive", True)
+        assert "regressed:" not in err
+        _, table, _ = cli(root, "eval", "--against", "v1.0.0")
+        assert "regressed [secondary]" in table
+        _, junit, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "junit")
+        skipped = [
+            case.get("name")
+            for case in ET.fromstring(junit).iter("testcase")
+            if case.find("skipped") is not None
+        ]
+        assert skipped == ["extra/demo.alpha/exact_match", "main/demo.alpha/exact_match"]

@@ -116,11 +116,14 @@ class CompareSettings:
     power: float = 0.8
     resamples: int = 10_000
     seed: int = 20_240_601
+    # "lenient": an inconclusive comparison passes (and says what n would decide it);
+    # "strict": a gated comparison must show non-inferiority (or better) to pass.
+    mode: str = "lenient"
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str) -> CompareSettings:
         """Read ``[compare]``; ``where`` names the file (``pyproject.toml [tool.promptlib]``)."""
-        known = {"alpha", "min-effect", "power", "resamples", "seed"}
+        known = {"alpha", "min-effect", "power", "resamples", "seed", "mode"}
         unknown = sorted(set(table) - known)
         at = f"{where} [compare]"
         if unknown:
@@ -133,7 +136,10 @@ class CompareSettings:
             power=_number(table, "power", cls.power, at, integer=False),
             resamples=_number(table, "resamples", cls.resamples, at, integer=True),
             seed=_number(table, "seed", cls.seed, at, integer=True),
+            mode=table.get("mode", cls.mode),
         )
+        if values.mode not in ("lenient", "strict"):
+            raise ConfigError(f"{at}: mode must be 'lenient' or 'strict', not {values.mode!r}")
         if not 0 < values.alpha < 1:
             raise ConfigError(f"{at}: alpha must be between 0 and 1, not {values.alpha!r}")
         if not 0 < values.power < 1:

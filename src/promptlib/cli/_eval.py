@@ -94,7 +94,8 @@ def eval_command(
             "--against",
             help="Compare with a release (v2.0.0 / 2.0.0 from the ledger, or 'latest'; "
             "else a git ref) on the same examples, with paired statistics; exit 1 on a "
-            "significant regression. "
+            "significant regression of a suite's primary metric (in [compare] mode = "
+            "'strict', also when non-inferiority is not shown). "
             "The Markdown report is also appended to $GITHUB_STEP_SUMMARY when it is set.",
         ),
     ] = None,

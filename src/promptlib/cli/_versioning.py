@@ -141,44 +141,49 @@ def _print_against_table(report: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..reports._text import interval_text, p_text, verdict_text
+
     out = console()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
     out.print(f"against {report.base_label}: {counts}")
     if report.comparisons:
         table = Table(box=None, header_style="bold")
-        for column in (
-            "prompt",
-            "suite",
-            "metric",
-            "n",
-            "base",
-            "cand",
-            "Δ",
-            "95% CI",
-            "p (Holm)",
-            "verdict",
-        ):
-            table.add_column(
-                column,
-                justify="right" if column in ("n", "base", "cand", "Δ", "p (Holm)") else "left",
-            )
-        colours = {"improved": "green", "regressed": "red"}
+        right = ("n", "base", "cand", "Δ", "p (Holm)")
+        for column in ("prompt", "suite", "metric", "n", "base", "cand", "Δ", "95% CI"):
+            table.add_column(column, justify="right" if column in right else "left")
+        table.add_column("p (Holm)", justify="right")
+        table.add_column("verdict", overflow="fold")
+        colours = {
+            "improved": "green",
+            "equivalent": "green",
+            "non-inferior": "green",
+            "regressed": "red",
+        }
         for c in report.comparisons:
-            colour = colours.get(c.verdict)
-            text = f"[{colour}]{c.verdict}[/{colour}]" if colour else c.verdict
+            colour = colours.get(c.verdict) if c.primary else "dim"
+            if c in report.undecided:
+                colour = "red"
+            text = escape(verdict_text(c))
             table.add_row(
                 c.prompt,
                 c.suite,
                 c.metric,
-                str(c.n),
+                str(c.n) if c.groups is None else f"{c.n} ({c.groups} groups)",
                 f"{c.baseline:.3f}",
                 f"{c.candidate:.3f}",
                 f"{c.diff:+.3f}",
-                f"[{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]",
-                f"{c.p_adjusted:.3g}",
-                text,
+                interval_text(c.ci),
+                p_text(c.p_adjusted),
+                f"[{colour}]{text}[/{colour}]" if colour else text,
             )
         out.print(table)
+        out.print(
+            f"family: {report.family} gated comparisons (Holm); alpha {report.alpha}, "
+            f"margin ±{report.min_effect}, mode {report.mode}"
+        )
+    for c in report.undecided:
+        line = f"{c.prompt}: {c.suite}/{c.metric} not shown non-inferior (strict mode)"
+        out.print(f"[red]{escape(line)}[/red]")
     for o in report.candidate.provider_failures:
         out.print(f"[red]{escape(f'{o.prompt}: job failed in {o.suite}: {o.failure}')}[/red]")
     for o in report.baseline_failures:
@@ -249,6 +254,16 @@ def run_against(
         typer.echo(
             f"regressed: {c.prompt} {c.suite} {c.metric} {c.baseline:.3f} -> "
             f"{c.candidate:.3f} (p_holm={c.p_adjusted:.3g})",
+            err=True,
+        )
+    from ..reports._text import interval_text
+
+    for c in report.undecided:
+        typer.echo(
+            f"not shown non-inferior (strict mode): {c.prompt} {c.suite} {c.metric} "
+            f"{c.diff:+.3f}; its {1 - 2 * report.alpha / report.family:.1%} interval "
+            f"{interval_text(c.tost)} reaches below -{report.min_effect:g}"
+            + (f"; {c.n_needed:,} {c.unit} needed" if c.n_needed is not None else ""),
             err=True,
         )
     for o in report.candidate.gate_failures:

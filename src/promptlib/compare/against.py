@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import LedgerError
 from ..evals.cache import CacheMode
 from ..evals.metrics import Metric
 from ..evals.run import (
@@ -48,7 +49,7 @@ from ..settings import CompareSettings, Settings
 from ..versioning.diff import LibraryDiff, diff_snapshots
 from ..versioning.history import resolve_against, worktree_snapshot
 from ..versioning.snapshot import Snapshot
-from .stats import REGRESSED, compare_paired, holm, verdict
+from .stats import INCONCLUSIVE, REGRESSED, compare_paired, decide, holm
 
 __all__ = ["AgainstReport", "MetricComparison", "compare_against", "paired_scores"]
 
@@ -63,7 +64,12 @@ class MetricComparison:
 
     ``n`` examples were compared: those both sides attempted. ``n_shared`` of them were
     scored by both; ``failed_baseline`` and ``failed_candidate`` failed on that side and
-    count as 0 there.
+    count as 0 there. ``primary`` comparisons (each suite's gated metric) form the Holm
+    family and gate the command; the others are reported with their unadjusted p-value
+    (``p_adjusted`` is None) and never fail it. ``ci`` is the 95% interval (NaN below 10
+    examples or groups), ``tost`` the interval equivalence and non-inferiority are read
+    from. ``power`` and ``n_needed`` (in ``unit``: examples or groups) say what it would
+    take to see a change of ``min_effect``.
     """
 
     suite: str
@@ -75,13 +81,25 @@ class MetricComparison:
     diff: float
     ci: tuple[float, float]
     p_value: float
-    p_adjusted: float
+    p_adjusted: float | None
     test: str
-    mde: float
     verdict: str
     n_shared: int = 0
     failed_baseline: int = 0
     failed_candidate: int = 0
+    primary: bool = True
+    interval: str = ""
+    tost: tuple[float, float] = (math.nan, math.nan)
+    power: float | None = None
+    n_needed: int | None = None
+    unit: str = "examples"
+    groups: int | None = None
+    identical: bool | None = None
+
+    @property
+    def decided(self) -> bool:
+        """Whether the comparison says something: a change, equivalence or non-inferiority."""
+        return self.verdict != INCONCLUSIVE
 
 
 @dataclass
@@ -105,10 +123,24 @@ class AgainstReport:
     baseline_failures: list[PromptOutcome] = field(default_factory=list)
     alpha: float = 0.05
     min_effect: float = 0.02
+    mode: str = "lenient"
+
+    @property
+    def family(self) -> int:
+        """The number of comparisons the Holm correction ran over (primary metrics)."""
+        return sum(1 for c in self.comparisons if c.primary)
 
     @property
     def regressions(self) -> list[MetricComparison]:
-        return [c for c in self.comparisons if c.verdict == REGRESSED]
+        """Gated comparisons that regressed significantly."""
+        return [c for c in self.comparisons if c.primary and c.verdict == REGRESSED]
+
+    @property
+    def undecided(self) -> list[MetricComparison]:
+        """Gated comparisons that fail strict mode: neither better nor shown non-inferior."""
+        if self.mode != "strict":
+            return []
+        return [c for c in self.comparisons if c.primary and c.verdict == INCONCLUSIVE]
 
     @property
     def provider_failures(self) -> list[PromptOutcome]:
@@ -117,8 +149,9 @@ class AgainstReport:
 
     @property
     def failed(self) -> bool:
-        """A gate failed: a regression or a failed threshold."""
-        return bool(self.regressions or self.candidate.gate_failures)
+        """A gate failed: a regression, an undecided comparison in strict mode, or a
+        failed threshold."""
+        return bool(self.regressions or self.undecided or self.candidate.gate_failures)
 
     @property
     def passed(self) -> bool:
@@ -205,6 +238,7 @@ def compare_against(
         baseline_failures=[outcome_of(r) for r in baselines.values() if r.status == "failed"],
         alpha=settings.compare.alpha,
         min_effect=settings.compare.min_effect,
+        mode=settings.compare.mode,
     )
 
 
@@ -329,51 +363,100 @@ def paired_scores(baseline: RunScores, candidate: RunScores, metric: str) -> Pai
     )
 
 
+def _groups(pair: _Pair, ids: list[str]) -> list[str] | None:
+    """Each example's group, when the suite names a group column."""
+    column = pair.suite.spec.group
+    if column is None:
+        return None
+    rows = {str(row["id"]): row for row in pair.candidate.job.rows}
+    return [str(rows[i].get(column)) if i in rows else f"(row {i})" for i in ids]
+
+
 def _compare(pairs: list[_Pair], rule: CompareSettings) -> list[MetricComparison]:
-    """Every metric of every pair, tested, Holm-adjusted over all of them, with verdicts."""
+    """Every metric of every pair, tested; the primary ones Holm-adjusted together."""
     pending: list[tuple[_Pair, Metric, PairedScores]] = [
         (pair, metric, paired_scores(pair.baseline.scores, pair.candidate.scores, metric.name))
         for pair in pairs
         for metric in pair.suite.metrics
     ]
+    family = max(1, sum(1 for pair, metric, _ in pending if metric.name == pair.suite.primary))
     # A permutation p-value is at least 1 / (R + 1); with m comparisons Holm multiplies the
     # smallest by m, so R must grow with m for a real regression to stay detectable.
-    resamples = max(rule.resamples, math.ceil(2 * len(pending) / rule.alpha))
-    tested = [
-        compare_paired(
-            scores.baseline,
-            scores.candidate,
-            binary=metric.binary,
-            resamples=resamples,
-            seed=rule.seed,
-            key=f"{pair.suite.name}/{pair.prompt}/{metric.name}",
-            alpha=rule.alpha,
-            power=rule.power,
-            min_effect=rule.min_effect,
+    resamples = max(rule.resamples, math.ceil(2 * family / rule.alpha))
+    tested = []
+    for pair, metric, scores in pending:
+        primary = metric.name == pair.suite.primary
+        tested.append(
+            compare_paired(
+                scores.baseline,
+                scores.candidate,
+                binary=metric.binary,
+                resamples=resamples,
+                seed=rule.seed,
+                key=f"{pair.suite.name}/{pair.prompt}/{metric.name}",
+                alpha=rule.alpha,
+                power=rule.power,
+                min_effect=rule.min_effect,
+                family=family if primary else 1,
+                groups=_groups(pair, scores.ids),
+            )
         )
-        for pair, metric, scores in pending
+    primaries = [
+        i for i, (pair, metric, _) in enumerate(pending) if metric.name == pair.suite.primary
     ]
-    adjusted = holm([s.p_value for s in tested])
-    return [
-        MetricComparison(
-            suite=pair.suite.name,
-            prompt=pair.prompt,
-            metric=metric.name,
-            n=s.n,
-            baseline=s.baseline_mean,
-            candidate=s.candidate_mean,
-            diff=s.mean_diff,
-            ci=(s.ci_low, s.ci_high),
-            p_value=s.p_value,
-            p_adjusted=p_adj,
-            test=s.test,
-            mde=s.mde,
-            verdict=verdict(
-                s.mean_diff, p_adj, s.mde, alpha=rule.alpha, min_effect=rule.min_effect
-            ),
-            n_shared=scores.n_shared,
-            failed_baseline=scores.failed_baseline,
-            failed_candidate=scores.failed_candidate,
+    adjusted: dict[int, float] = dict(
+        zip(primaries, holm([tested[i].p_value for i in primaries]), strict=True)
+    )
+    out = []
+    for index, ((pair, metric, scores), s) in enumerate(zip(pending, tested, strict=True)):
+        p_adj = adjusted.get(index)
+        out.append(
+            MetricComparison(
+                suite=pair.suite.name,
+                prompt=pair.prompt,
+                metric=metric.name,
+                n=s.n,
+                baseline=s.baseline_mean,
+                candidate=s.candidate_mean,
+                diff=s.mean_diff,
+                ci=(s.ci_low, s.ci_high),
+                p_value=s.p_value,
+                p_adjusted=p_adj,
+                test=s.test,
+                verdict=decide(
+                    s,
+                    s.p_value if p_adj is None else p_adj,
+                    alpha=rule.alpha,
+                    min_effect=rule.min_effect,
+                ),
+                n_shared=scores.n_shared,
+                failed_baseline=scores.failed_baseline,
+                failed_candidate=scores.failed_candidate,
+                primary=p_adj is not None,
+                interval=s.interval,
+                tost=(s.tost_low, s.tost_high),
+                power=s.power,
+                n_needed=s.n_needed,
+                unit=s.unit,
+                groups=s.groups,
+                identical=_identical(pair, scores.ids),
+            )
         )
-        for (pair, metric, scores), s, p_adj in zip(pending, tested, adjusted, strict=True)
-    ]
+    return out
+
+
+def _identical(pair: _Pair, ids: list[str]) -> bool | None:
+    """Whether both sides answered exactly the same on every example compared; None when
+    a side kept no outputs (``--no-outputs``, a run migrated from schema 1)."""
+    sides = (pair.baseline, pair.candidate)
+    if any(side.view is None or side.record is None for side in sides):
+        return None
+    try:
+        old, new = (side.view.outputs(side.record) for side in sides)  # type: ignore[union-attr,arg-type]
+    except LedgerError:
+        return None
+    if old is None or new is None or not ids:
+        return None
+    before = dict(zip(old.ids, old.outputs, strict=True))
+    after = dict(zip(new.ids, new.outputs, strict=True))
+    return all(i in before and before.get(i) == after.get(i) for i in ids)

@@ -19,12 +19,20 @@ A suite file::
               {kind: exact_match, json_field: entity_type, reference: entity_type,
                name: entity_type}]                # `reference`: a field of its own
     gates: {rougeL: 0.25}                       # the mean must reach it, per prompt
+    primary: rougeL                             # the metric eval --against gates on
+                                                # (default: the first); the others are
+                                                # reported, outside the Holm family
+    group: intent                               # optional: a row field whose equal values
+                                                # are not independent (paraphrases of one
+                                                # intent, one source document): the
+                                                # comparison resamples whole groups
     provider: retrieval                         # optional; default: the configured default
     params: {temperature: 0}                    # optional generation overrides
 
 The suite's name is its file name without ``.yaml``. Everything that decides which rows
 are scored and how (dataset, match, where, limit, inputs, references, label_map, params,
-metrics) is part of each run's key in the ledger.
+metrics) is part of each run's key in the ledger; ``primary`` and ``group`` only decide
+how two runs are compared, so changing them re-runs nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ class SuiteFile(BaseModel):
     label_map: dict[str, str] | None = None
     metrics: list[str | dict[str, Any]] = Field(min_length=1)
     gates: dict[str, float] = Field(default_factory=dict)
+    primary: str | None = None
+    group: str | None = None
 
     @field_validator("limit", mode="before")
     @classmethod
@@ -126,6 +136,8 @@ class Suite:
         for i, metric in enumerate(self.metrics):
             if metric.spec.reference:
                 wanted.append((metric.spec.reference, ("metrics", i), f"metric {metric.name}"))
+        if self.spec.group is not None:
+            wanted.append((self.spec.group, ("group",), "the group column"))
         problems = []
         seen: set[str] = set()
         for column, key, role in wanted:
@@ -161,6 +173,11 @@ class Suite:
         if spec.limit is not None:
             parts.append(f"limit: {spec.limit}")
         return f" ({', '.join(parts)})" if parts else ""
+
+    @property
+    def primary(self) -> str:
+        """The metric ``eval --against`` gates on: ``primary``, else the first metric."""
+        return self.spec.primary or self.metrics[0].name
 
     @property
     def references(self) -> list[str]:
@@ -298,6 +315,12 @@ def load_suite(path: Path, root: Path) -> Suite:
             )
         names.add(metric.name)
         metrics.append(metric)
+    if spec.primary is not None and spec.primary not in names:
+        raise fail(
+            doc.line_of(("primary",)),
+            "primary",
+            f"{spec.primary!r} names no metric of this suite ({', '.join(sorted(names))})",
+        )
     for gate in spec.gates:
         if gate not in names:
             raise fail(

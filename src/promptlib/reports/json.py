@@ -43,6 +43,7 @@ def eval_json(report: EvalReport) -> dict[str, Any]:
 
 
 def against_json(report: AgainstReport) -> dict[str, Any]:
+    failing = {id(c) for c in (*report.regressions, *report.undecided)}
     return {
         "against": report.ref,
         "base": report.base_label,
@@ -51,8 +52,12 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
         "rule": {
             "alpha": report.alpha,
             "min_effect": report.min_effect,
+            "mode": report.mode,
             "correction": "holm",
+            "family": report.family,
+            "tost_level": 1 - 2 * report.alpha / max(report.family, 1),
             "failures": "an example that failed on one side counts as 0 on that side",
+            "numpy": _numpy_version(),
         },
         "prompts": report.statuses,
         "not_comparable": report.not_comparable,
@@ -73,12 +78,20 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
                 "baseline": c.baseline,
                 "candidate": c.candidate,
                 "diff": c.diff,
-                "ci95": list(c.ci),
+                "primary": c.primary,
+                "groups": c.groups,
+                "ci95": _interval(c.ci),
+                "tost": _interval(c.tost),
+                "interval": c.interval,
                 "p": c.p_value,
                 "p_holm": c.p_adjusted,
                 "test": c.test,
-                "mde": None if math.isinf(c.mde) else c.mde,
+                "power": c.power,
+                "n_needed": c.n_needed,
+                "unit": c.unit,
+                "outputs_identical": c.identical,
                 "verdict": c.verdict,
+                "fails_gate": id(c) in failing,
             }
             for c in report.comparisons
         ],
@@ -91,6 +104,20 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             for o in report.candidate.gate_failures
         ],
     }
+
+
+def _interval(interval: tuple[float, float]) -> list[float] | None:
+    return None if any(math.isnan(x) for x in interval) else list(interval)
+
+
+def _numpy_version() -> str | None:
+    # Random streams (bootstrap, permutations) are not promised across numpy versions.
+    from importlib import metadata
+
+    try:
+        return metadata.version("numpy")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return None
 
 
 def prompt_diff_json(p: PromptDiff) -> dict[str, Any]:

@@ -16,11 +16,25 @@ from ..evals.run import EvalReport, PromptOutcome
 __all__ = ["against_junit", "eval_junit"]
 
 
-def _suite(name: str, cases: list[str], failures: int, errors: int) -> str:
+def _suite(
+    name: str,
+    cases: list[str],
+    failures: int,
+    errors: int,
+    properties: dict[str, str] | None = None,
+) -> str:
+    head = "".join(
+        f"    <property name={quoteattr(k)} value={quoteattr(v)}/>\n"
+        for k, v in (properties or {}).items()
+    )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuite name={quoteattr(name)} tests="{len(cases)}" failures="{failures}" '
-        f'errors="{errors}">\n' + "\n".join(cases) + ("\n" if cases else "") + "</testsuite>\n"
+        f'errors="{errors}">\n'
+        + (f"  <properties>\n{head}  </properties>\n" if head else "")
+        + "\n".join(cases)
+        + ("\n" if cases else "")
+        + "</testsuite>\n"
     )
 
 
@@ -63,15 +77,19 @@ def eval_junit(report: EvalReport) -> str:
 def against_junit(report: AgainstReport) -> str:
     cases = []
     failures = errors = 0
+    undecided = {id(c) for c in report.undecided}
     for c in report.comparisons:
         body = ""
-        if c.verdict == REGRESSED:
+        if c.primary and (c.verdict == REGRESSED or id(c) in undecided):
             failures += 1
+            why = "regressed" if c.verdict == REGRESSED else "not shown non-inferior (strict)"
             text = (
                 f"{c.metric} {c.baseline:.4f} -> {c.candidate:.4f} ({c.diff:+.4f}), "
-                f"p_holm={c.p_adjusted:.3g}"
+                f"p_holm={c.p_adjusted:.3g}: {why}"
             )
             body = f"<failure message={quoteattr(text)}/>"
+        elif not c.primary:
+            body = '<skipped message="secondary metric: reported, not gated"/>'
         name = quoteattr(f"{c.suite}/{c.prompt}/{c.metric}")
         cases.append(f'  <testcase classname="promptlib.against" name={name}>{body}</testcase>')
     for o in report.candidate.provider_failures:
@@ -88,4 +106,11 @@ def against_junit(report: AgainstReport) -> str:
             f'  <testcase classname="promptlib.gates" name={name}>'
             f"<failure message={quoteattr(text)}/></testcase>"
         )
-    return _suite(f"promptlib eval --against {report.ref}", cases, failures, errors)
+    # p-values depend on which comparisons ran together: the family is part of the result.
+    rule = {
+        "family": str(report.family),
+        "alpha": f"{report.alpha:g}",
+        "min-effect": f"{report.min_effect:g}",
+        "mode": report.mode,
+    }
+    return _suite(f"promptlib eval --against {report.ref}", cases, failures, errors, rule)

@@ -10,12 +10,9 @@ from __future__ import annotations
 from ..compare.against import AgainstReport
 from ..evals.run import EvalReport, PromptOutcome
 from ..versioning.diff import LibraryDiff
+from ._text import interval_text, p_text, verdict_text
 
 __all__ = ["against_markdown", "diff_markdown", "eval_markdown"]
-
-
-def _p(value: float) -> str:
-    return f"{value:.3g}" if value >= 0.001 else "<0.001"
 
 
 def _failed_gates(o: PromptOutcome) -> str:
@@ -98,6 +95,8 @@ def against_markdown(report: AgainstReport) -> str:
             reasons.append(f"{len(report.provider_failures)} job(s) failed")
         if report.regressions:
             reasons.append(f"{len(report.regressions)} regression(s)")
+        if report.undecided:
+            reasons.append(f"{len(report.undecided)} not shown non-inferior (strict)")
         if report.candidate.gate_failures:
             reasons.append(f"{len(report.candidate.gate_failures)} gate(s) failed")
         head = f"### ❌ promptlib eval --against {report.ref}: {', '.join(reasons)}"
@@ -116,13 +115,20 @@ def against_markdown(report: AgainstReport) -> str:
             "| 95% CI | p (Holm) | verdict |",
             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|",
         ]
+        undecided = {id(c) for c in report.undecided}
         for c in report.comparisons:
-            mark = {"improved": "🟢", "regressed": "🔴"}.get(c.verdict, "⚪")
+            mark = {
+                "improved": "🟢",
+                "regressed": "🔴" if c.primary else "🟠",
+                "equivalent": "🔵",
+                "non-inferior": "🔵",
+            }.get(c.verdict, "❌" if id(c) in undecided else "⚪")
+            n = f"{c.n} ({c.groups} groups)" if c.groups else str(c.n)
             lines.append(
-                f"| `{c.prompt}` | {c.suite} | {c.metric} | {c.n} | "
+                f"| `{c.prompt}` | {c.suite} | {c.metric} | {n} | "
                 f"{c.failed_baseline} / {c.failed_candidate} | {c.baseline:.3f} | "
-                f"{c.candidate:.3f} | {c.diff:+.3f} | [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}] | "
-                f"{_p(c.p_adjusted)} | {mark} {c.verdict} |"
+                f"{c.candidate:.3f} | {c.diff:+.3f} | {interval_text(c.ci)} | "
+                f"{p_text(c.p_adjusted)} | {mark} {verdict_text(c)} |"
             )
         lines.append("")
     elif report.changed_count:
@@ -136,12 +142,19 @@ def against_markdown(report: AgainstReport) -> str:
     for prompt_id, status in sorted(report.statuses.items()):
         if status in ("added", "removed"):
             lines.append(f"- `{prompt_id}`: {status}")
+    for c in report.undecided:
+        lines.append(
+            f"- ❌ `{c.prompt}` {c.suite} {c.metric}: not shown non-inferior (strict mode): "
+            f"{verdict_text(c)}"
+        )
     lines += [
         "",
         f"<sub>Paired comparison on every example both sides attempted (a failure counts as "
-        f"0 on its side): exact McNemar (0/1 metrics) or sign-flip permutation test, "
-        f"percentile bootstrap CI, Holm correction over {len(report.comparisons)} "
-        f"comparison(s), alpha {report.alpha:g}, minimum effect {report.min_effect:g}.</sub>",
+        f"0 on its side): mid-p McNemar with Tango's interval (0/1 metrics) or sign-flip "
+        f"permutation with a bootstrap-t interval, by group where the suite names one. "
+        f"Family: {report.family} comparison(s) (each suite's primary metric; the others are "
+        f"[secondary]), Holm-corrected; equivalent / non-inferior within ±{report.min_effect:g} "
+        f"at alpha {report.alpha:g} per family; {report.mode} mode.</sub>",
     ]
     return "\n".join(lines) + "\n"
 
