@@ -26,10 +26,11 @@ lint: install
 
 test: wheelhouse
 	$(BIN)/python -m pytest
+	@if [ -f test-artifacts/report.png ]; then echo "HTML report screenshot: test-artifacts/report.png"; fi
 	$(MAKE) --no-print-directory lint
 
 bench: install
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf .wheelhouse dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .wheelhouse dist build .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["_browser"]  # the `browser` fixture (headless Chromium)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -18,6 +20,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     for name in list(os.environ):
         if name.startswith(("PROMPTLIB_", "OPENAI_", "GITHUB_")):
             monkeypatch.delenv(name)
+    # Tables choose their layout from $COLUMNS: a terminal's value must not change what
+    # the CLI tests read (they see the 200-column layout of a pipe unless they set it).
+    monkeypatch.delenv("COLUMNS", raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))

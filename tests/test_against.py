@@ -179,8 +179,12 @@ def test_only_the_changed_prompt_calls_the_provider(
         ("extra", "exact_match", str(EXTRA_ROWS), "inconclusive"),
         ("main", "exact_match", str(MAIN_ROWS), "inconclusive"),
     ]
-    # The server answered exactly as before: the table says so, and what n would decide.
-    assert f"examples needed; outputs identical on all {MAIN_ROWS} examples)" in out
+    # The server answered exactly as before: the table says so, instead of asking for more
+    # rows that would not decide anything.
+    assert (
+        f"inconclusive (outputs identical on all {MAIN_ROWS} examples: the provider did not "
+        "react to this change)"
+    ) in out
     assert "family: 2 gated comparisons (Holm); alpha 0.05, margin ±0.02, mode lenient" in out
 
     # The Markdown report was appended to the step summary, after what was there.
@@ -193,8 +197,8 @@ def test_only_the_changed_prompt_calls_the_provider(
     # No discordant pair among 40 is not a certainty: Tango's interval is +-z^2 / (n + z^2).
     assert (
         f"| `demo.alpha` | main | exact_match | {MAIN_ROWS} | 0 / 0 | 1.000 | 1.000 | +0.000 | "
-        "[-0.088, +0.088] | 1 | ⚪ inconclusive (power 9%; 473 examples needed; outputs "
-        f"identical on all {MAIN_ROWS} examples) |"
+        "[-0.088, +0.088] | 1 | ⚪ inconclusive (outputs identical on all "
+        f"{MAIN_ROWS} examples: the provider did not react to this change) |"
     ) in text
     assert "Prompts: 1 changed, 2 unchanged." in text
 
@@ -359,14 +363,10 @@ def test_a_baseline_missing_from_the_ledger_is_evaluated_from_the_release_record
     before = calls(server)
     code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "json")
     assert code == 0, out + err
-    # alpha twice (its candidate and its release-record baseline), each unchanged prompt
-    # once: the same run serves both sides.
-    assert since(server, before) == {
-        "alpha": 2 * ROWS["alpha"],
-        "beta": ROWS["beta"],
-        "gamma": ROWS["gamma"],
-    }
-    assert run_count(root) == 6
+    # alpha twice (its candidate and its release-record baseline); the unchanged prompts
+    # are not evaluated at all (they have nothing to compare; --gates-all would add them).
+    assert since(server, before) == {"alpha": 2 * ROWS["alpha"], "beta": 0, "gamma": 0}
+    assert run_count(root) == 4
     report = json.loads(out)
     assert [(c["suite"], c["n"]) for c in report["comparisons"]] == [
         ("extra", EXTRA_ROWS),
@@ -437,12 +437,21 @@ def test_strict_mode_fails_what_lenient_mode_passes_with_the_n_needed(
     _, junit, _ = cli(root, "eval", "--against", "v1.0.0", "--format", "junit")
     failures = [f.get("message") for f in ET.fromstring(junit).iter("failure")]
     properties = {p.get("name"): p.get("value") for p in ET.fromstring(junit).iter("property")}
-    assert properties == {"family": "2", "alpha": "0.05", "min-effect": "0.02", "mode": mode}
+    assert properties == {
+        "family": "2",
+        "alpha": "0.05",
+        "min-effect": "0.02",
+        "mode": mode,
+        # Only alpha was evaluated, so only its thresholds were checked: the report says so.
+        "gates": "Thresholds (gates) checked for the 1 changed or added prompt(s) evaluated; "
+        "2 unchanged prompt(s) not evaluated, their thresholds not checked (`promptlib eval` "
+        "checks them; --gates-all adds them here).",
+    }
     if mode == "lenient":
         assert code == 0, err
         assert report["passed"] is True
         assert markdown.startswith("### ✅")
-        assert "473 examples needed" in markdown
+        assert "outputs identical on all 40 examples: the provider did not react" in markdown
         assert failures == []
         return
     assert code == 1, err

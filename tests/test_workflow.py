@@ -51,7 +51,7 @@ def test_its_steps_name_only_commands_the_repository_provides() -> None:
 
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     runs = _runs()
-    assert runs[0] == "python -m pip install -e ."
+    assert runs[0] == 'python -m pip install -e ".[html]"'
     for run in runs[1:]:
         words = shlex.split(run)
         assert words[0] == "promptlib", run
@@ -138,7 +138,12 @@ def test_the_steps_fail_on_a_regressing_change(clone: Path, tmp_path: Path) -> N
     assert [r.returncode for r in results] == [0, 0, 1], [r.stdout + r.stderr for r in results]
     report = (clone / "prompt-eval.md").read_text(encoding="utf-8")
     assert report.startswith("### ❌ promptlib eval --against latest")
-    assert "| `routing.domain` | routing_domain | accuracy | 5500 |" in report
+    assert "| `routing.domain` | routing_domain | accuracy | 5500 (151 groups) |" in report
+    assert "Every flipped example, charts and history: prompt-eval.html" in report
+    assert "<details>" in report  # the top flipped examples of routing.domain
+    page = (clone / "prompt-eval.html").read_text(encoding="utf-8")
+    assert '<h1 id="status" data-passed="false">' in page
+    assert 'data-verdict="regressed" data-prompt="routing.domain"' in page
     assert "🔴 regressed" in report
     assert "regressed: routing.domain routing_domain accuracy" in results[-1].stderr
     assert summary.read_text(encoding="utf-8").strip() == report.strip()

@@ -84,12 +84,20 @@ def _root(
 
 
 def console() -> Any:
-    """A rich console for stdout: the terminal's width, or wide lines when piped."""
+    """A rich console for stdout: $COLUMNS, else the terminal's width, else 200 when piped.
+
+    Tables choose their layout from ``console().width``, so a narrow terminal (or
+    ``COLUMNS=80`` in a pipe or a test) gets the narrow layout instead of cut cells.
+    """
     import sys
 
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 200)
+    columns = os.environ.get("COLUMNS", "")
+    wide = not sys.stdout.isatty() and not columns.isdigit()
+    # A pipe with no $COLUMNS gets wide lines: rich would otherwise use 80, or the width of
+    # whatever terminal stderr or stdin is attached to.
+    return Console(width=200 if wide else None)
 
 
 @contextmanager

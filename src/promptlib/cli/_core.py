@@ -12,6 +12,7 @@ import typer
 from ..errors import ConfigError, InputError
 from ..settings import Settings
 from ._app import EXIT_GATE, app, console, fail, handle_errors, state
+from ._history import SCALE_HELP
 
 if TYPE_CHECKING:  # the library stack is imported when a command runs, not for --help
     from ..library.collection import Library
@@ -153,15 +154,60 @@ def list_prompts(
             ]
         )
         return
+    _print_prompt_list(list(library.values()))
+    typer.echo(f"{len(library)} prompts", err=True)
+
+
+# A description narrower than this wraps into a column of a few words per line: below it,
+# `list` prints one block per prompt instead of a table.
+_MIN_DESCRIPTION = 30
+
+
+def _prompt_table(prompts: list[Prompt], tags: int, description: int) -> Any:
+    """The prompt table; tags and description wrap at word breaks inside their widths."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "version", "output", "tags", "description"):
-        table.add_column(column, overflow="fold" if column == "description" else "ellipsis")
-    for p in library.values():
-        table.add_row(p.id, str(p.version), p.output.format, ",".join(p.tags), p.description)
-    console().print(table)
-    typer.echo(f"{len(library)} prompts", err=True)
+    for column in ("id", "version", "output"):
+        table.add_column(column, no_wrap=True)
+    # A word wider than its column (a URL, a long name) is folded, not cut.
+    table.add_column("tags", width=max(tags, len("tags")), overflow="fold")
+    table.add_column("description", width=max(description, len("description")), overflow="fold")
+    for p in prompts:
+        cells = (p.id, str(p.version), p.output.format, ", ".join(p.tags), p.description)
+        table.add_row(*map(Text, cells))
+    return table
+
+
+def _print_prompt_list(prompts: list[Prompt]) -> None:
+    """A table when ids, versions and outputs fit whole beside a readable description;
+    else one block per prompt: id, version, output and tags, then the description."""
+    from rich.text import Text
+
+    from ._layout import flow, natural_width
+
+    out = console()
+    room = out.width - natural_width(out, _prompt_table(prompts, 0, 0))
+    room += len("tags") + len("description")
+    tags = max((len(", ".join(p.tags)) for p in prompts), default=0)
+    longest = max((len(p.description) for p in prompts), default=0)
+    description = longest
+    # A column is never narrower than its header: tags take len("tags") even when empty.
+    if max(tags, len("tags")) + description > room:
+        longest_tag = max((len(t) + 1 for p in prompts for t in p.tags), default=0)
+        tags = min(tags, max(longest_tag, room // 3))
+        description = room - max(tags, len("tags"))
+    table = _prompt_table(prompts, tags, description)
+    if description >= min(longest, _MIN_DESCRIPTION) and natural_width(out, table) <= out.width:
+        out.print(table)
+        return
+    for p in prompts:
+        head = [Text(p.id, style="bold"), str(p.version), p.output.format]
+        if p.tags:
+            head.append(f"[{', '.join(p.tags)}]")
+        flow(out, head)
+        flow(out, [p.description], indent=2, hanging=0)
 
 
 def _prompt_json(prompt: Prompt) -> dict[str, Any]:
@@ -186,8 +232,26 @@ def _prompt_json(prompt: Prompt) -> dict[str, Any]:
 def show(
     prompt_id: Annotated[str, typer.Argument(metavar="ID", help="The prompt id.")],
     output_format: Annotated[TextFormat, typer.Option("--format")] = TextFormat.text,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help=(
+                "Show the prompt's releases instead, from the ledger: its version and "
+                "fingerprint in each, whether its behaviour changed, and the mean of each "
+                "metric of the run of that fingerprint, with a sparkline per suite and "
+                f"metric. {SCALE_HELP}"
+            ),
+        ),
+    ] = False,
 ) -> None:
-    """Show one prompt: version, fingerprint, inputs, model, output, examples and text."""
+    """Show one prompt: version, fingerprint, inputs, model, output, examples and text.
+
+    With --history: the prompt in every release of the ledger, and its scores.
+    """
+    if history:
+        _show_history(prompt_id, output_format)
+        return
     prompt = current_library()[prompt_id]
     if output_format is TextFormat.json:
         echo_json(_prompt_json(prompt))
@@ -234,6 +298,21 @@ def show(
         lines.append("--- template ---")
         lines.append((prompt.template or "").rstrip("\n"))
     typer.echo("\n".join(lines))
+
+
+def _show_history(prompt_id: str, output_format: TextFormat) -> None:
+    """``show ID --history``: the prompt's releases and scores (``prompt_history``)."""
+    from ..ledger import open_project
+    from ..versioning.scores import prompt_history
+    from ._history import render_history
+
+    view = open_project(settings(), write=False).read()
+    library = current_library()
+    result = prompt_history(view, prompt_id, known=[*library, *library.broken])
+    if output_format is TextFormat.json:
+        echo_json(result.to_json())
+    else:
+        typer.echo(render_history(result))
 
 
 def _parse_var(prompt: Prompt, item: str) -> tuple[str, Any]:

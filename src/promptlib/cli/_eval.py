@@ -9,8 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
+from ..errors import ConfigError
 from ..settings import Settings
 from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, progress_bar, state
+from ._cost import (
+    DRY_RUN_HELP,
+    GATES_ALL_HELP,
+    LIMIT_HELP,
+    SAMPLE_HELP,
+    SEED_HELP,
+    check_options,
+)
 
 
 class EvalFormat(str, Enum):
@@ -39,8 +48,62 @@ class RecordKind(str, Enum):
     release = "release"
 
 
-def print_eval_table(report: Any) -> None:
+# Below this, a status column would wrap into a word per line: one block per prompt reads
+# better.
+_MIN_STATUS_WIDTH = 20
+
+
+def _eval_cells(outcome: Any, metrics: list[str]) -> tuple[list[Any], Any]:
+    """A run's metric cells (red where a gate failed) and its status, as rich Text."""
+    from rich.text import Text
+
+    cells = []
+    for metric in metrics:
+        value = outcome.results.get(metric)
+        mean = "" if value is None else f"{value['mean']:.3f}"
+        gate = outcome.gates.get(metric)
+        failed = gate is not None and not gate[1]
+        cells.append(Text(f"{mean} < {gate[0]:g}", style="red") if failed else Text(mean))
+    status = Text(outcome.status) if outcome.passed else Text("gate failed", style="red")
+    if outcome.status == "failed":
+        status = Text(f"failed: {outcome.failure}", style="red")
+    return cells, status
+
+
+def _eval_n(outcome: Any) -> int:
+    return max((int(v["n"]) for v in outcome.results.values()), default=0)
+
+
+def _eval_table(outcomes: list[Any], metrics: list[str], status_width: int | None) -> Any:
+    """The suite's table; the status column wraps inside ``status_width`` when given."""
     from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold")
+    table.add_column("prompt", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    for metric in metrics:
+        table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
+    # A word wider than the column (a provider's URL in a failure) is folded, not cut.
+    table.add_column("status", no_wrap=status_width is None, width=status_width, overflow="fold")
+    for o in outcomes:
+        cells, status = _eval_cells(o, metrics)
+        row = (Text(o.prompt), Text(o.version), *cells, str(_eval_n(o)), str(o.errors), status)
+        table.add_row(*row)
+    return table
+
+
+def print_eval_table(report: Any) -> None:
+    """One table per suite, or one block per prompt for a suite whose table does not fit.
+
+    A table fits when every prompt id, metric name and number is whole; a long status (a
+    provider failure) may wrap inside its column.
+    """
+    from rich.text import Text
+
+    from ._layout import flow, natural_width
 
     out = console()
     by_suite: dict[str, list[Any]] = {}
@@ -48,29 +111,22 @@ def print_eval_table(report: Any) -> None:
         by_suite.setdefault(outcome.suite, []).append(outcome)
     for suite, outcomes in by_suite.items():
         metrics = sorted({m for o in outcomes for m in o.results})
-        table = Table(title=f"suite {suite}", title_justify="left", box=None, header_style="bold")
-        table.add_column("prompt")
-        table.add_column("version")
-        for metric in metrics:
-            table.add_column(metric, justify="right")
-        table.add_column("n", justify="right")
-        table.add_column("errors", justify="right")
-        table.add_column("status")
+        out.print(Text(f"suite {suite}"), overflow="fold")
+        table = _eval_table(outcomes, metrics, None)
+        if natural_width(out, table) > out.width:
+            rest = natural_width(out, _eval_table(outcomes, metrics, 1)) - 1
+            wide_enough = out.width - rest >= _MIN_STATUS_WIDTH
+            table = _eval_table(outcomes, metrics, out.width - rest) if wide_enough else None
+        if table is not None:
+            out.print(table)
+            out.print()
+            continue
         for o in outcomes:
-            cells = []
-            for metric in metrics:
-                value = o.results.get(metric)
-                text = "" if value is None else f"{value['mean']:.3f}"
-                gate = o.gates.get(metric)
-                if gate is not None and not gate[1]:
-                    text = f"[red]{text} < {gate[0]:g}[/red]"
-                cells.append(text)
-            n = max((int(v["n"]) for v in o.results.values()), default=0)
-            status = o.status if o.passed else "[red]gate failed[/red]"
-            if o.status == "failed":
-                status = f"[red]failed: {o.failure}[/red]"
-            table.add_row(o.prompt, o.version, *cells, str(n), str(o.errors), status)
-        out.print(table)
+            cells, status = _eval_cells(o, metrics)
+            flow(out, [Text(o.prompt, style="bold"), o.version, status], indent=1)
+            pairs = zip(metrics, cells, strict=True)
+            scores = [Text(f"{m} ") + cell for m, cell in pairs if cell.plain]
+            flow(out, [f"n {_eval_n(o)}", f"errors {o.errors}", *scores], indent=3, hanging=0)
         out.print()
 
 
@@ -121,6 +177,16 @@ def eval_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the report to this file.")
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Also write a self-contained HTML report (with --against: verdicts, forest "
+            "plot, flipped examples with both answers, score history; `promptlib report` "
+            "writes it later from the ledger).",
+        ),
+    ] = None,
     no_record: Annotated[
         bool,
         typer.Option(
@@ -145,20 +211,36 @@ def eval_command(
             help="Do not keep the model's answers in the ledger (sensitive data); scores are kept.",
         ),
     ] = False,
+    gates_all: Annotated[bool, typer.Option("--gates-all", help=GATES_ALL_HELP)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_RUN_HELP)] = False,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", help=LIMIT_HELP)] = None,
+    sample: Annotated[int | None, typer.Option("--sample", metavar="N", help=SAMPLE_HELP)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="S", help=SEED_HELP)] = None,
 ) -> None:
     """Evaluate prompts on the suites' datasets and append runs to the ledger.
 
     Runs already in the ledger (same prompt fingerprint, dataset, provider and metrics)
     are reused. Each new run keeps its per-example scores and the model's answers
-    (`promptlib outputs` shows them). Exit 1 when a gate fails, 3 when the provider failed
-    beyond the error budget.
+    (`promptlib outputs` shows them). With --against, only the changed and added prompts
+    are evaluated. --dry-run says what a run would cost first. Exit 1 when a gate fails, 3
+    when the provider failed beyond the error budget.
     """
     from ..evals.cache import CacheMode
     from ..evals.run import evaluate
     from ..evals.runner import EvalOptions
+    from ..evals.subset import Subset
     from ..ledger import open_project
     from ..reports import render, write_output
 
+    check_options(
+        against=against,
+        gates_all=gates_all,
+        dry_run=dry_run,
+        output_format=output_format.value,
+        output=output,
+    )
+    if dry_run and html is not None:
+        raise ConfigError("--dry-run writes nothing, so it takes no --html")
     cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
     options = EvalOptions(
@@ -167,8 +249,25 @@ def eval_command(
         fresh=fresh,
         error_budget=error_budget,
         keep_outputs=not no_outputs,
+        subset=Subset.parse(limit, sample, seed),
     )
-    ledger = open_project(settings, folder=ledger_dir, record=not no_record)
+    # A dry run writes nothing, so it reads a schema-1 ledger without asking for a migration.
+    ledger = open_project(settings, folder=ledger_dir, record=not no_record, write=not dry_run)
+    if dry_run:
+        from ._cost import dry_run as print_dry_run
+
+        print_dry_run(
+            against,
+            suite or [],
+            prompt or [],
+            provider,
+            cache_mode,
+            options,
+            output_format.value,
+            ledger,
+            gates_all,
+        )
+        return
     if against is not None:
         from ._versioning import run_against
 
@@ -182,6 +281,8 @@ def eval_command(
             output_format.value,
             output,
             ledger,
+            gates_all=gates_all,
+            html=html,
         )
         return
     with progress_bar() as update:
@@ -199,11 +300,22 @@ def eval_command(
         typer.echo(f"ledger: {message}", err=True)
     if output_format is EvalFormat.table:
         print_eval_table(report)
+        if report.subset is not None:
+            from rich.text import Text
+
+            from ..reports._text import subset_text
+
+            console().print(Text(subset_text(report.subset)))
     else:
         typer.echo(render(report, output_format.value))
     if output is not None:
         kind = "markdown" if output_format is EvalFormat.table else output_format.value
         write_output(output, render(report, kind))
+    if html is not None:
+        from ..reports.html import eval_html, project_facts
+
+        write_output(html, eval_html(report, project=project_facts(settings.root)))
+        typer.echo(f"wrote {html}", err=True)
     ran = sum(1 for o in report.outcomes if o.status == "ran")
     reused = sum(1 for o in report.outcomes if o.status == "reused")
     typer.echo(
@@ -238,6 +350,62 @@ def _record_json(record: Any) -> dict[str, Any]:
     return {**record.to_json(), "hash": record.hash}
 
 
+def _record_cells(record: Any) -> tuple[list[str], list[str]]:
+    """A ledger record's cells up to the provider, and its results, one fact each."""
+    from ..ledger import RunRecord
+
+    if isinstance(record, RunRecord):
+        head = [record.time, "run", record.prompt.id, record.prompt.version, record.suite]
+        results = [f"{k} {v.mean:.3f} (n={v.n})" for k, v in record.results.items()]
+        return [*head, record.provider.name], results
+    return [record.time, "release", "release", record.version, "", ""], [
+        f"{len(record.prompts)} prompts"
+    ]
+
+
+def _records_table(rows: list[tuple[list[str], list[str]]], results_width: int | None) -> Any:
+    """The records table; with ``results_width``, results are packed into lines that wide."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ._layout import pack
+
+    table = Table(box=None, header_style="bold")
+    for column in ("time", "kind", "prompt / release", "version", "suite", "provider"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("results", no_wrap=True, width=results_width)
+    for head, results in rows:
+        text = ", ".join(results) if results_width is None else pack(results, results_width)
+        table.add_row(*map(Text, head), Text(text))
+    return table
+
+
+def _print_records(records: list[Any]) -> None:
+    """A table when every cell but the results fits whole (results then pack onto several
+    lines of their column, each metric whole); else one block per record."""
+    from rich.text import Text
+
+    from ._layout import flow, natural_width
+
+    out = console()
+    rows = [_record_cells(r) for r in records]
+    table = _records_table(rows, None)
+    if natural_width(out, table) > out.width:
+        room = out.width - natural_width(out, _records_table(rows, 1)) + 1
+        longest = max((len(fact) + 1 for _, results in rows for fact in results), default=0)
+        table = _records_table(rows, room) if room >= max(longest, len("results")) else None
+    if table is not None:
+        out.print(table)
+        return
+    for head, results in rows:
+        if head[1] == "release":
+            facts: list[Any] = [head[0], "release", head[3]]
+        else:
+            facts = [head[0], "run", Text(head[2], style="bold"), *head[3:5], f"provider {head[5]}"]
+        flow(out, facts)
+        flow(out, results, indent=2, hanging=0)
+
+
 @ledger_app.command("show")
 @handle_errors
 def ledger_show(
@@ -268,22 +436,7 @@ def ledger_show(
     if output_format is LedgerFormat.json:
         typer.echo(json.dumps([_record_json(r) for r in records], indent=2, ensure_ascii=False))
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for column in ("time", "kind", "prompt / release", "version", "suite", "provider", "results"):
-        table.add_column(column)
-    for r in records:
-        if isinstance(r, RunRecord):
-            means = ", ".join(f"{k} {v.mean:.3f} (n={v.n})" for k, v in r.results.items())
-            table.add_row(
-                r.time, "run", r.prompt.id, r.prompt.version, r.suite, r.provider.name, means
-            )
-        else:
-            table.add_row(
-                r.time, "release", "release", r.version, "", "", f"{len(r.prompts)} prompts"
-            )
-    console().print(table)
+    _print_records(records)
     typer.echo(f"{len(records)} records ({view.source})", err=True)
 
 

@@ -137,46 +137,133 @@ def release(
         )
 
 
+_AGAINST_COLUMNS = (
+    "prompt",
+    "suite",
+    "metric",
+    "n",
+    "base",
+    "cand",
+    "Δ",
+    "95% CI",
+    "p (Holm)",
+    "verdict",
+)
+_RIGHT_ALIGNED = frozenset({"n", "base", "cand", "Δ", "p (Holm)"})
+_VERDICT_COLOURS = {
+    "improved": "green",
+    "equivalent": "green",
+    "non-inferior": "green",
+    "regressed": "red",
+}
+_Row = tuple[dict[str, str], str]
+
+
+def _against_rows(report: Any) -> list[_Row]:
+    """Each comparison's cells by column name, and the style of its verdict."""
+    from ..reports._text import interval_text, p_text, verdict_text
+
+    rows: list[_Row] = []
+    for c in report.comparisons:
+        colour = _VERDICT_COLOURS.get(c.verdict, "") if c.primary else "dim"
+        if c in report.undecided:
+            colour = "red"
+        cells = (
+            c.prompt,
+            c.suite,
+            c.metric,
+            str(c.n) if c.groups is None else f"{c.n} ({c.groups} groups)",
+            f"{c.baseline:.3f}",
+            f"{c.candidate:.3f}",
+            f"{c.diff:+.3f}",
+            interval_text(c.ci),
+            p_text(c.p_adjusted),
+            verdict_text(c),
+        )
+        rows.append((dict(zip(_AGAINST_COLUMNS, cells, strict=True)), colour))
+    return rows
+
+
+def _comparison_table(
+    rows: list[_Row], columns: tuple[str, ...], widths: dict[str, int] | None = None, **options: Any
+) -> Any:
+    """A table of ``columns`` with no cell wrapped; ``widths`` fixes column widths."""
+    from rich.table import Table
+    from rich.text import Text
+
+    widths = widths or {}
+    table = Table(box=None, header_style="bold", **options)
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in _RIGHT_ALIGNED else "left",
+            no_wrap=True,
+            width=widths.get(column),
+        )
+    for cells, colour in rows:
+        table.add_row(*(Text(cells[c], style=colour if c == "verdict" else "") for c in columns))
+    return table
+
+
+def _print_comparisons(out: Any, rows: list[_Row]) -> None:
+    """The comparisons as the widest layout that fits ``out`` with no cell cut.
+
+    Three layouts, widest first: one table row per comparison; a heading per prompt and
+    suite with a table row per metric under it; and, when even that is too wide, one
+    block per metric under each heading, its numbers flowed onto as many lines as needed.
+    Every layout prints every fact of the first.
+    """
+    from itertools import groupby
+
+    from rich.cells import cell_len
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from ._layout import flow, natural_width
+
+    table = _comparison_table(rows, _AGAINST_COLUMNS)
+    if natural_width(out, table) <= out.width:
+        out.print(table)
+        return
+    groups = [
+        (Text.assemble((prompt, "bold"), " · ", suite), list(members))
+        for (prompt, suite), members in groupby(
+            rows, key=lambda row: (row[0]["prompt"], row[0]["suite"])
+        )
+    ]
+    heading = Text.assemble(("prompt", "bold"), " · ", ("suite", "bold"))
+    inner = _AGAINST_COLUMNS[2:]
+    widths = {c: max(cell_len(c), *(cell_len(cells[c]) for cells, _ in rows)) for c in inner}
+    tables = [
+        _comparison_table(members, inner, widths=widths, pad_edge=False, show_header=False)
+        for _, members in groups
+    ]
+    header = _comparison_table([], inner, widths=widths, pad_edge=False)
+    indent = 2
+    if max(natural_width(out, header) + indent, *(h.cell_len for h, _ in groups)) <= out.width:
+        out.print(heading)
+        out.print(Padding(header, (0, 0, 0, indent), expand=False))
+        for (title, _), group_table in zip(groups, tables, strict=True):
+            out.print(title)
+            out.print(Padding(group_table, (0, 0, 0, indent), expand=False))
+        return
+    for title, members in groups:
+        flow(out, [title])
+        for cells, colour in members:
+            metric = Text(cells["metric"], style="bold")
+            flow(out, [metric, Text(cells["verdict"], style=colour)], indent=indent)
+            facts = [f"{c} {cells[c]}" for c in ("n", "base", "cand", "Δ", "95% CI", "p (Holm)")]
+            flow(out, facts, indent=2 * indent, hanging=0)
+
+
 def _print_against_table(report: Any) -> None:
     from rich.markup import escape
-    from rich.table import Table
-
-    from ..reports._text import interval_text, p_text, verdict_text
 
     out = console()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts().items()))
     out.print(f"against {report.base_label}: {counts}")
     if report.comparisons:
-        table = Table(box=None, header_style="bold")
-        right = ("n", "base", "cand", "Δ", "p (Holm)")
-        for column in ("prompt", "suite", "metric", "n", "base", "cand", "Δ", "95% CI"):
-            table.add_column(column, justify="right" if column in right else "left")
-        table.add_column("p (Holm)", justify="right")
-        table.add_column("verdict", overflow="fold")
-        colours = {
-            "improved": "green",
-            "equivalent": "green",
-            "non-inferior": "green",
-            "regressed": "red",
-        }
-        for c in report.comparisons:
-            colour = colours.get(c.verdict) if c.primary else "dim"
-            if c in report.undecided:
-                colour = "red"
-            text = escape(verdict_text(c))
-            table.add_row(
-                c.prompt,
-                c.suite,
-                c.metric,
-                str(c.n) if c.groups is None else f"{c.n} ({c.groups} groups)",
-                f"{c.baseline:.3f}",
-                f"{c.candidate:.3f}",
-                f"{c.diff:+.3f}",
-                interval_text(c.ci),
-                p_text(c.p_adjusted),
-                f"[{colour}]{text}[/{colour}]" if colour else text,
-            )
-        out.print(table)
+        _print_comparisons(out, _against_rows(report))
         out.print(
             f"family: {report.family} gated comparisons (Holm); alpha {report.alpha}, "
             f"margin ±{report.min_effect}, mode {report.mode}"
@@ -209,10 +296,17 @@ def run_against(
     output_format: str,
     output: Path | None,
     ledger: Any,
+    *,
+    gates_all: bool = False,
+    html: Path | None = None,
 ) -> None:
     """The body of ``eval --against`` (called by the eval command)."""
+    from rich.text import Text
+
     from ..compare.against import compare_against
     from ..reports import render, write_output
+    from ..reports._text import gates_text, subset_text
+    from ..reports.markdown import against_markdown
 
     settings = Settings.resolve(state.project)
     with progress_bar() as update:
@@ -226,22 +320,32 @@ def run_against(
             options=options,
             on_progress=update,
             ledger=ledger,
+            gates_all=gates_all,
         )
     for message in report.candidate.repaired:
         typer.echo(f"ledger: {message}", err=True)
+    if html is not None:
+        from ..reports.html import against_page
+
+        write_output(html, against_page(report, ledger.read(), settings.root))
+        typer.echo(f"wrote {html}", err=True)
+    markdown = against_markdown(report, full_report=str(html) if html is not None else None)
+    text = markdown if output_format in ("table", "markdown") else render(report, output_format)
     if output_format == "table":
         _print_against_table(report)
+        notes = [gates_text(report)]
+        if report.subset is not None:
+            notes.append(subset_text(report.subset, compared=True))
+        for note in notes:  # wrapped at the console's width, at word breaks
+            console().print(Text(note))
     else:
-        typer.echo(render(report, output_format))
-    markdown = render(report, "markdown")
+        typer.echo(text)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown + "\n")
     if output is not None:
-        write_output(
-            output, markdown if output_format == "table" else render(report, output_format)
-        )
+        write_output(output, text)
     for o in report.candidate.provider_failures:
         typer.echo(f"error: {o.suite}/{o.prompt}: {o.failure}", err=True)
     for o in report.baseline_failures:

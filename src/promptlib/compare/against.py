@@ -1,10 +1,15 @@
 """``promptlib eval --against REF``: the candidate library against a release, paired.
 
-Every prompt is *added*, *removed*, *unchanged* (same fingerprint: the same runs serve
-both sides, so no provider call is made when the ledger has them) or *changed*. Scores
-come from the ledger when a run's key is there; otherwise they are evaluated (the baseline
-from the release record's content) and appended. A changed prompt whose suite can no
-longer render the baseline (its inputs changed incompatibly) is *not comparable*.
+Every prompt is *added*, *removed*, *unchanged* (same fingerprint) or *changed*. Only
+changed prompts (both sides) and added ones (the candidate, so that their suite thresholds
+are checked: nothing else would check them in a pull request) are evaluated. An unchanged
+prompt has nothing to compare and is not evaluated at all, so its thresholds are
+``promptlib eval``'s job (``gates_all`` evaluates and gates every selected prompt, as
+``eval`` does). Scores come from the ledger when a run's key is there; otherwise they are
+evaluated (the baseline from the release record's content) and appended. A changed prompt
+whose suite can no longer render the baseline (its inputs changed incompatibly) is *not
+comparable*. ``estimate_against`` (``--dry-run``) plans the same jobs and counts the calls
+they would make, with no provider call.
 
 For changed prompts, every metric of every suite that scores them is compared on every
 example both sides attempted, with the paired statistics of ``promptlib.compare.stats``.
@@ -28,18 +33,24 @@ from dataclasses import dataclass, field
 
 from ..errors import LedgerError
 from ..evals.cache import CacheMode
+from ..evals.evidence import examples_of
 from ..evals.metrics import Metric
 from ..evals.run import (
+    Batch,
+    Estimate,
     EvalReport,
     PromptOutcome,
+    SubsetSummary,
     choose_suites,
     outcome_of,
     require_runnable,
     resolve_options,
     run_by_provider,
     select_prompts,
+    subset_summary,
 )
 from ..evals.runner import EvalOptions, Job, JobResult, plan_jobs
+from ..evals.subset import Subset
 from ..evals.suite import Suite
 from ..ledger import AnyLedger, RunScores, open_project
 from ..library.collection import Library, load
@@ -49,11 +60,21 @@ from ..settings import CompareSettings, Settings
 from ..versioning.diff import LibraryDiff, diff_snapshots
 from ..versioning.history import resolve_against, worktree_snapshot
 from ..versioning.snapshot import Snapshot
+from .flips import Flips, flipped
 from .stats import INCONCLUSIVE, REGRESSED, compare_paired, decide, holm
 
-__all__ = ["AgainstReport", "MetricComparison", "compare_against", "paired_scores"]
+__all__ = [
+    "AgainstEstimate",
+    "AgainstReport",
+    "MetricComparison",
+    "compare_against",
+    "estimate_against",
+    "paired_scores",
+]
 
 CHANGED = "changed"
+# The statuses whose candidate is evaluated (without ``gates_all``).
+EVALUATED = (CHANGED, "added")
 NOT_COMPARABLE = "not comparable"
 NOT_COMPARED = "not compared"
 
@@ -95,6 +116,8 @@ class MetricComparison:
     unit: str = "examples"
     groups: int | None = None
     identical: bool | None = None
+    baseline_run: str | None = None
+    candidate_run: str | None = None
 
     @property
     def decided(self) -> bool:
@@ -109,6 +132,10 @@ class AgainstReport:
     ``statuses`` maps every prompt to added, removed, unchanged, changed, not comparable or
     not compared; ``not_compared`` says why for the last kind (a failed job);
     ``baseline_failures`` are the baseline jobs that failed beyond the error budget.
+    ``candidate`` holds the prompts evaluated: the changed and added ones, or every
+    selected prompt with ``gates_all``; ``not_evaluated`` lists the unchanged prompts left
+    out (their thresholds were not checked). ``subset`` says how many rows a ``--limit``
+    or ``--sample`` run compared.
     """
 
     ref: str
@@ -124,6 +151,15 @@ class AgainstReport:
     alpha: float = 0.05
     min_effect: float = 0.02
     mode: str = "lenient"
+    pairs: list[_Pair] = field(default_factory=list, repr=False)
+    gates_all: bool = False
+    not_evaluated: list[str] = field(default_factory=list)
+    subset: SubsetSummary | None = None
+
+    @property
+    def gated_prompts(self) -> list[str]:
+        """The prompts whose suite thresholds were checked: those evaluated."""
+        return sorted({o.prompt for o in self.candidate.outcomes})
 
     @property
     def family(self) -> int:
@@ -157,6 +193,27 @@ class AgainstReport:
     def passed(self) -> bool:
         return not self.failed and not self.provider_failures
 
+    def flips(self, comparison: MetricComparison, *, limit: int | None = None) -> Flips | None:
+        """The examples ``comparison`` moved (``promptlib.compare.flips``), read from the
+        runs it compared; None when either run is not at hand (a failed job)."""
+        pair = next(
+            (
+                p
+                for p in self.pairs
+                if p.suite.name == comparison.suite and p.prompt == comparison.prompt
+            ),
+            None,
+        )
+        if pair is None:
+            return None
+        sides = []
+        for side in (pair.baseline, pair.candidate):
+            if side.view is None or side.record is None:
+                return None
+            sides.append(examples_of(side.view, side.record, {pair.suite.name: pair.suite}))
+        metric = next(m for m in pair.suite.metrics if m.name == comparison.metric)
+        return flipped(sides[0], sides[1], metric.name, binary=metric.binary, limit=limit)
+
     @property
     def changed_count(self) -> int:
         """Prompts whose behaviour changed (compared or not)."""
@@ -181,31 +238,21 @@ def compare_against(
     options: EvalOptions | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     ledger: AnyLedger | None = None,
+    gates_all: bool = False,
 ) -> AgainstReport:
     """Evaluate the working tree against ``ref`` (default: the latest release).
 
     ``ledger`` is where releases and runs are read from and new runs appended to
-    (default: the project's ledger).
+    (default: the project's ledger). Only changed and added prompts are evaluated, unless
+    ``gates_all`` (see the module docstring).
     """
-    root = settings.require_root()
-    options = resolve_options(settings, options)
-    ledger = ledger if ledger is not None else open_project(settings)
-    base = resolve_against(settings, ref, ledger.read())
-    library = load(root)
-    diff = diff_snapshots(base, worktree_snapshot(root, library))
-    plan = _Plan.make(base, library, diff, choose_suites(root, suites), prompts, options)
-    require_runnable(plan.suites, plan.candidates)
-    batch = run_by_provider(
+    plan, batch = _run(
         settings,
-        plan.suites,
-        plan.jobs_for,
-        provider=provider,
-        cache_mode=cache_mode,
-        options=options,
+        ref,
+        _Options(suites, prompts, provider, cache_mode, options, ledger, gates_all),
         on_progress=on_progress,
-        ledger=ledger,
-        needs_evidence=lambda job: job.prompt.id in plan.changed,
     )
+    base, diff = plan.base, plan.diff
     candidates = [r for r in batch.results if r.job.key not in plan.baseline_keys]
     baselines = {
         (r.job.suite.name, r.job.prompt.id): r
@@ -219,6 +266,7 @@ def compare_against(
         outcomes=[outcome_of(r) for r in candidates],
         ledger=batch.ledger,
         repaired=batch.repaired,
+        subset=subset_summary([r.job for r in candidates], plan.subset),
     )
     statuses = dict(plan.statuses)
     for pid in plan.not_comparable:
@@ -239,19 +287,132 @@ def compare_against(
         alpha=settings.compare.alpha,
         min_effect=settings.compare.min_effect,
         mode=settings.compare.mode,
+        pairs=pairs,
+        gates_all=gates_all,
+        not_evaluated=plan.not_evaluated,
+        subset=candidate_report.subset,
     )
 
 
 @dataclass
+class AgainstEstimate:
+    """What ``compare_against`` would do (``eval --against REF --dry-run``).
+
+    ``estimate`` holds every job (``reused`` from the ledger or ``planned`` with its
+    predicted calls); ``baseline_keys`` tells the baseline jobs from the candidate ones.
+    """
+
+    ref: str
+    base_label: str
+    statuses: dict[str, str]
+    estimate: Estimate
+    baseline_keys: set[str]
+    gates_all: bool = False
+    not_evaluated: list[str] = field(default_factory=list)
+    not_comparable: dict[str, str] = field(default_factory=dict)
+
+    def side(self, result: JobResult) -> str:
+        return "baseline" if result.job.key in self.baseline_keys else "candidate"
+
+
+def estimate_against(
+    settings: Settings,
+    ref: str | None,
+    *,
+    suites: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    provider: str | None = None,
+    cache_mode: CacheMode = CacheMode.on,
+    options: EvalOptions | None = None,
+    ledger: AnyLedger | None = None,
+    gates_all: bool = False,
+) -> AgainstEstimate:
+    """What ``compare_against`` with the same arguments would do, found with no provider
+    call and nothing written: the same plan, ledger reuse and response-cache lookups."""
+    plan, batch = _run(
+        settings,
+        ref,
+        _Options(suites, prompts, provider, cache_mode, options, ledger, gates_all),
+        dry_run=True,
+    )
+    candidates = [r.job for r in batch.results if r.job.key not in plan.baseline_keys]
+    statuses = dict(plan.statuses)
+    for pid in plan.not_comparable:
+        statuses[pid] = NOT_COMPARABLE
+    return AgainstEstimate(
+        ref=ref or f"v{plan.base.version}",
+        base_label=plan.base.label,
+        statuses=statuses,
+        estimate=Estimate(batch.groups, subset_summary(candidates, plan.subset), batch.ledger),
+        baseline_keys=plan.baseline_keys,
+        gates_all=gates_all,
+        not_evaluated=plan.not_evaluated,
+        not_comparable=plan.not_comparable,
+    )
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The arguments ``compare_against`` and ``estimate_against`` share."""
+
+    suites: Sequence[str]
+    prompts: Sequence[str]
+    provider: str | None
+    cache_mode: CacheMode
+    options: EvalOptions | None
+    ledger: AnyLedger | None
+    gates_all: bool
+
+
+def _run(
+    settings: Settings,
+    ref: str | None,
+    given: _Options,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    dry_run: bool = False,
+) -> tuple[_Plan, Batch]:
+    """Plan both sides and run (or, with ``dry_run``, predict) their jobs."""
+    root = settings.require_root()
+    options = resolve_options(settings, given.options)
+    ledger = given.ledger if given.ledger is not None else open_project(settings)
+    base = resolve_against(settings, ref, ledger.read())
+    library = load(root)
+    diff = diff_snapshots(base, worktree_snapshot(root, library))
+    suites = choose_suites(root, given.suites)
+    plan = _Plan.make(
+        base, library, diff, suites, given.prompts, options, gates_all=given.gates_all
+    )
+    require_runnable(plan.suites, plan.evaluated)
+    batch = run_by_provider(
+        settings,
+        plan.suites,
+        plan.jobs_for,
+        provider=given.provider,
+        cache_mode=given.cache_mode,
+        options=options,
+        on_progress=on_progress,
+        ledger=ledger,
+        needs_evidence=lambda job: job.prompt.id in plan.changed,
+        dry_run=dry_run,
+    )
+    return plan, batch
+
+
+@dataclass
 class _Plan:
-    """Which prompts run on which side: candidates for all, baselines for changed ones."""
+    """Which prompts run on which side: candidates for the changed and added prompts (all
+    selected ones with ``gates_all``), baselines for the changed ones."""
 
     base: Snapshot
+    diff: LibraryDiff
     suites: list[Suite]
-    candidates: list[Prompt]
+    evaluated: list[Prompt]
     changed: list[str]
     statuses: dict[str, str]
     repeats: int
+    subset: Subset | None = None
+    not_evaluated: list[str] = field(default_factory=list)
     not_comparable: dict[str, str] = field(default_factory=dict)
     baseline_keys: set[str] = field(default_factory=set)
 
@@ -264,6 +425,8 @@ class _Plan:
         suites: list[Suite],
         patterns: Sequence[str],
         options: EvalOptions,
+        *,
+        gates_all: bool = False,
     ) -> _Plan:
         candidates = select_prompts(library, patterns)
         wanted = {p.id for p in candidates}
@@ -273,7 +436,21 @@ class _Plan:
             if p.id in wanted or p.status == "removed"
         }
         changed = [pid for pid, status in statuses.items() if status == CHANGED]
-        return cls(base, suites, candidates, changed, statuses, options.repeats)
+        # An unchanged prompt has no comparison: evaluating it would only check its
+        # thresholds, which is `promptlib eval`'s job (or --gates-all's).
+        evaluated = [p for p in candidates if gates_all or statuses.get(p.id) in EVALUATED]
+        skipped = sorted(wanted - {p.id for p in evaluated})
+        return cls(
+            base,
+            diff,
+            suites,
+            evaluated,
+            changed,
+            statuses,
+            options.repeats,
+            options.subset,
+            not_evaluated=skipped,
+        )
 
     def jobs_for(self, group: list[Suite], instance: Provider) -> list[Job]:
         """The candidate jobs and the baseline jobs of one provider's suites."""
@@ -285,9 +462,10 @@ class _Plan:
                 self.not_comparable[pid] = reasons[0]
             else:
                 baseline_prompts.append(old)
-        baseline = plan_jobs(group, baseline_prompts, instance, self.repeats)
+        baseline = plan_jobs(group, baseline_prompts, instance, self.repeats, self.subset)
         self.baseline_keys.update(job.key for job in baseline)
-        return plan_jobs(group, self.candidates, instance, self.repeats) + baseline
+        candidates = plan_jobs(group, self.evaluated, instance, self.repeats, self.subset)
+        return candidates + baseline
 
 
 def _incomparable(suite: Suite, prompt: Prompt) -> str | None:
@@ -440,9 +618,15 @@ def _compare(pairs: list[_Pair], rule: CompareSettings) -> list[MetricComparison
                 unit=s.unit,
                 groups=s.groups,
                 identical=_identical(pair, scores.ids),
+                baseline_run=_key(pair.baseline),
+                candidate_run=_key(pair.candidate),
             )
         )
     return out
+
+
+def _key(result: JobResult) -> str | None:
+    return result.record.key if result.record is not None else None
 
 
 def _identical(pair: _Pair, ids: list[str]) -> bool | None:

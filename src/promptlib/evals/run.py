@@ -3,6 +3,12 @@
 This module wires the pieces together (settings, library, suites, provider, response
 cache, ledger, harness) and turns job results into a report with gate outcomes. The
 report renders as JSON, Markdown or JUnit XML here; the CLI draws the terminal table.
+
+``estimate`` (``eval --dry-run``) goes through the same planning, ledger reuse and
+response-cache lookups with no provider call and nothing written, and counts what the run
+would do. A ``--limit`` / ``--sample`` subset (``evals.subset``) is never written to the
+ledger, which holds full runs only: a release's score deltas, ``promptlib outputs`` and
+later comparisons must never read a subset as the whole suite.
 """
 
 from __future__ import annotations
@@ -14,22 +20,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..ledger import AnyLedger, open_project
+from ..ledger import AnyLedger, Ledger, open_project
 from ..library.collection import Library, load
 from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import Settings
 from .cache import CacheMode, ResponseCache
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
+from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
 
 __all__ = [
+    "Estimate",
     "EvalReport",
     "PromptOutcome",
+    "ProviderEstimate",
+    "SubsetSummary",
+    "estimate",
     "evaluate",
     "open_provider",
     "outcome_of",
     "select_prompts",
+    "subset_summary",
 ]
 
 
@@ -54,12 +66,60 @@ class PromptOutcome:
         return self.status != "failed" and all(ok for _, ok in self.gates.values())
 
 
+@dataclass(frozen=True)
+class SubsetSummary:
+    """How much of each suite a ``--limit`` / ``--sample`` run evaluated.
+
+    ``suites`` maps a suite to (rows evaluated, rows it selects) over the prompts run.
+    """
+
+    subset: Subset
+    suites: dict[str, tuple[int, int]]
+
+    @property
+    def kept(self) -> int:
+        return sum(kept for kept, _ in self.suites.values())
+
+    @property
+    def total(self) -> int:
+        return sum(total for _, total in self.suites.values())
+
+    @property
+    def partial(self) -> bool:
+        """Whether rows were left out (a limit above every suite's size keeps them all)."""
+        return self.kept < self.total
+
+    def text(self) -> str:
+        """``sampled 200 of 3,080 rows (seed 7)``, over every suite that ran."""
+        return self.subset.describe(self.kept, self.total)
+
+
+def subset_summary(jobs: Sequence[Job], subset: Subset | None) -> SubsetSummary | None:
+    """What ``subset`` kept of the rows of ``jobs`` (None without a subset).
+
+    Prompts of a suite without ``match`` share its rows; with ``match`` each prompt has
+    the rows of its last id segment: each distinct row selection is counted once.
+    """
+    if subset is None:
+        return None
+    distinct: dict[tuple[str, str | None], Job] = {}
+    for job in jobs:
+        segment = job.prompt.id.rsplit(".", 1)[-1] if job.suite.spec.match is not None else None
+        distinct.setdefault((job.suite.name, segment), job)
+    suites: dict[str, tuple[int, int]] = {}
+    for (name, _), job in distinct.items():
+        kept, total = suites.get(name, (0, 0))
+        suites[name] = (kept + len(job.rows), total + job.available)
+    return SubsetSummary(subset, suites)
+
+
 @dataclass
 class EvalReport:
     provider: str
     outcomes: list[PromptOutcome]
     ledger: str | None = None
     repaired: list[str] = field(default_factory=list)
+    subset: SubsetSummary | None = None
 
     @property
     def gate_failures(self) -> list[PromptOutcome]:
@@ -146,12 +206,16 @@ def require_runnable(suites: Sequence[Suite], prompts: Sequence[Prompt]) -> None
 
 @dataclass
 class Batch:
-    """What ``run_by_provider`` did: every job's result, the providers, ledger repairs."""
+    """What ``run_by_provider`` did: every job's result, the providers, ledger repairs.
+
+    ``groups`` holds each provider's results (``results`` is all of them, in order).
+    """
 
     results: list[JobResult]
     providers: list[str]
     repaired: list[str]
     ledger: str
+    groups: list[tuple[str, list[JobResult]]] = field(default_factory=list)
 
 
 def run_by_provider(
@@ -165,24 +229,31 @@ def run_by_provider(
     on_progress: Callable[[int, int], None] | None,
     ledger: AnyLedger,
     needs_evidence: Callable[[Job], bool] | None = None,
+    dry_run: bool = False,
 ) -> Batch:
     """Group the suites by provider, plan each group's jobs with ``plan``, and run them.
 
     Runs already in the ledger are reused; new ones are appended as they finish, through
-    one response cache.
+    one response cache; a subset run (``options.subset``) appends nothing. ``dry_run``
+    plans and looks up the same way and predicts the jobs that would run (``planned``
+    results), with the cache read-only and no provider call.
     """
     root = settings.require_root()
+    if options.subset is not None and isinstance(ledger, Ledger) and ledger.record:
+        ledger = replace(ledger, record=False)
     by_provider: dict[str | None, list[Suite]] = {}
     for suite in suites:
         by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
     batch = Batch([], [], [], _shown(ledger.where, root))
     cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
+    if dry_run:
+        cache_path, cache_mode = _dry_run_cache(cache_path, cache_mode)
     cache = ResponseCache(cache_path, cache_mode)
     try:
         for name, group in by_provider.items():
             instance = open_provider(settings, name)
             batch.providers.append(instance.name)
-            batch.results += run_jobs(
+            results = run_jobs(
                 plan(group, instance),
                 instance,
                 cache,
@@ -192,13 +263,26 @@ def run_by_provider(
                 on_progress=on_progress,
                 needs_evidence=needs_evidence,
                 notes=batch.repaired,
+                dry_run=dry_run,
             )
+            batch.results += results
+            batch.groups.append((instance.name, results))
     finally:
         cache.close()
     batch.repaired += [str(repair) for repair in ledger.repaired]
-    if not ledger.record:
+    if options.subset is not None:
+        batch.ledger = f"not recorded ({options.subset.option}: a subset is never recorded)"
+    elif not ledger.record:
         batch.ledger = "not recorded (--no-record)"
     return batch
+
+
+def _dry_run_cache(path: Path | None, mode: CacheMode) -> tuple[Path | None, CacheMode]:
+    """The response cache a dry run reads: what ``mode`` reads, never written or created."""
+    if mode in (CacheMode.off, CacheMode.refresh) or path is None or not path.is_file():
+        # Neither mode reads, and a missing file holds nothing: every request is a call.
+        return None, CacheMode.off
+    return path, CacheMode.read_only
 
 
 def _shown(where: str, root: Path) -> str:
@@ -224,6 +308,108 @@ def evaluate(
 
     ``ledger`` is where runs are reused from and appended to (default: the project's).
     """
+    batch, subset = _batch(
+        settings, suites, prompts, provider, cache_mode, options, on_progress, library, ledger
+    )
+    return EvalReport(
+        provider=", ".join(batch.providers),
+        outcomes=[outcome_of(r) for r in batch.results],
+        ledger=batch.ledger,
+        repaired=batch.repaired,
+        subset=subset,
+    )
+
+
+@dataclass(frozen=True)
+class ProviderEstimate:
+    """What a run would do with one provider.
+
+    Of ``jobs``, ``reused`` come from the ledger and ``planned`` would be evaluated, on
+    ``examples`` rows; their requests are answered by the response cache (``cached``) or
+    sent to the provider (``calls``: a floor when the provider fails, see
+    ``runner._Runner.predict``).
+    """
+
+    provider: str
+    jobs: int
+    reused: int
+    planned: int
+    examples: int
+    cached: int
+    calls: int
+
+
+@dataclass
+class Estimate:
+    """What ``evaluate`` would do (``eval --dry-run``), found with no provider call.
+
+    ``groups`` holds each provider's job results: ``reused`` (from the ledger) or
+    ``planned`` (with the predicted ``calls`` and ``cached``).
+    """
+
+    groups: list[tuple[str, list[JobResult]]]
+    subset: SubsetSummary | None = None
+    ledger: str | None = None
+
+    @property
+    def providers(self) -> list[ProviderEstimate]:
+        merged: dict[str, list[JobResult]] = {}
+        for name, results in self.groups:
+            merged.setdefault(name, []).extend(results)
+        out = []
+        for name, results in merged.items():
+            planned = [r for r in results if r.status == "planned"]
+            out.append(
+                ProviderEstimate(
+                    provider=name,
+                    jobs=len(results),
+                    reused=sum(1 for r in results if r.status == "reused"),
+                    planned=len(planned),
+                    examples=sum(len(r.job.rows) for r in planned),
+                    cached=sum(r.cached for r in planned),
+                    calls=sum(r.calls for r in planned),
+                )
+            )
+        return out
+
+    @property
+    def calls(self) -> int:
+        """Provider calls over every provider."""
+        return sum(p.calls for p in self.providers)
+
+
+def estimate(
+    settings: Settings,
+    *,
+    suites: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    provider: str | None = None,
+    cache_mode: CacheMode = CacheMode.on,
+    options: EvalOptions | None = None,
+    library: Library | None = None,
+    ledger: AnyLedger | None = None,
+) -> Estimate:
+    """What ``evaluate`` with the same arguments would do, with no provider call and
+    nothing written: the same jobs, ledger reuse and response-cache lookups."""
+    batch, subset = _batch(
+        settings, suites, prompts, provider, cache_mode, options, None, library, ledger, True
+    )
+    return Estimate(batch.groups, subset, batch.ledger)
+
+
+def _batch(
+    settings: Settings,
+    suites: Sequence[str],
+    prompts: Sequence[str],
+    provider: str | None,
+    cache_mode: CacheMode,
+    options: EvalOptions | None,
+    on_progress: Callable[[int, int], None] | None,
+    library: Library | None,
+    ledger: AnyLedger | None,
+    dry_run: bool = False,
+) -> tuple[Batch, SubsetSummary | None]:
+    """The jobs of ``evaluate``, run (or, with ``dry_run``, predicted)."""
     root = settings.require_root()
     ledger = ledger if ledger is not None else open_project(settings)
     options = resolve_options(settings, options)
@@ -231,19 +417,16 @@ def evaluate(
     chosen_suites = choose_suites(root, suites)
     chosen_prompts = select_prompts(library, prompts)
     require_runnable(chosen_suites, chosen_prompts)
+    repeats, subset = options.repeats, options.subset
     batch = run_by_provider(
         settings,
         chosen_suites,
-        lambda group, instance: plan_jobs(group, chosen_prompts, instance, options.repeats),
+        lambda group, instance: plan_jobs(group, chosen_prompts, instance, repeats, subset),
         provider=provider,
         cache_mode=cache_mode,
         options=options,
         on_progress=on_progress,
         ledger=ledger,
+        dry_run=dry_run,
     )
-    return EvalReport(
-        provider=", ".join(batch.providers),
-        outcomes=[outcome_of(r) for r in batch.results],
-        ledger=batch.ledger,
-        repaired=batch.repaired,
-    )
+    return batch, subset_summary([r.job for r in batch.results], subset)

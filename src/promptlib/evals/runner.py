@@ -3,9 +3,10 @@
 A *job* is one prompt evaluated by one suite. Its *run key* is ``sha256:`` over the key
 format (``RUN_KEY_FORMAT``), the suite name, the prompt fingerprint, the dataset sha256,
 the provider fingerprint, each metric's configuration and algorithm id, the suite's row and
-input configuration and the number of repeats: promptlib's identities, never an installed
-package's version. A job whose key is already in the ledger is reused (no provider call),
-unless ``fresh``.
+input configuration (with the ``--limit`` / ``--sample`` subset when it drops rows) and
+the number of repeats: promptlib's identities, never an installed package's version. A job
+whose key is already in the ledger is reused (no provider call), unless ``fresh``. A dry
+run (``run_jobs(dry_run=True)``) makes the same decisions and predicts the calls instead.
 
 Execution policy (ours, not an SDK's):
 
@@ -68,6 +69,7 @@ from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
 from .cache import ResponseCache
 from .dataset import Dataset
+from .subset import Subset
 from .suite import Suite
 
 __all__ = [
@@ -95,6 +97,9 @@ class EvalOptions:
     seed: int | None = None
     # Keep the model's answers in the ledger (an outputs object per run); --no-outputs.
     keep_outputs: bool = True
+    # Evaluate a deterministic subset of each job's rows (--limit, --sample); part of the
+    # run key when it drops rows.
+    subset: Subset | None = None
 
 
 @dataclass
@@ -107,6 +112,9 @@ class Job:
     rows: list[Mapping[str, Any]]
     key: str
     params: dict[str, Any]
+    # The rows the suite selects for the prompt before a subset (``EvalOptions.subset``)
+    # kept ``rows`` of them; equal to ``len(rows)`` for a full run.
+    available: int = 0
 
 
 @dataclass
@@ -133,7 +141,7 @@ class JobResult:
     """
 
     job: Job
-    status: str  # "ran", "reused" or "failed"
+    status: str  # "ran", "reused", "failed", or "planned" (a dry run's prediction)
     record: RunRecord | None
     errors: int = 0
     calls: int = 0
@@ -154,14 +162,24 @@ RUN_KEY_FORMAT = "promptlib-run-key/2"
 
 
 def run_key(
-    suite: Suite, prompt: Prompt, dataset: Dataset, provider: Provider, repeats: int
+    suite: Suite,
+    prompt: Prompt,
+    dataset: Dataset,
+    provider: Provider,
+    repeats: int,
+    subset: Subset | None = None,
 ) -> str:
     """The ledger identity of a job (see the module docstring).
 
     It names promptlib's own algorithms (metric ``algorithm`` ids, the provider's
     fingerprint, which names its algorithm or model) and a key format version, never an
     installed package's version: an upgrade of a dependency keeps every recorded run.
+    ``subset`` is given only when it dropped rows: it joins the suite's row configuration,
+    so a subset run and a full run never share a key, and a full run's key is unchanged.
     """
+    config = suite.eval_config()
+    if subset is not None:
+        config = {**config, "subset": subset.identity()}
     return sha256_of(
         {
             "format": RUN_KEY_FORMAT,
@@ -170,7 +188,7 @@ def run_key(
             "dataset": dataset.sha256,
             "provider": provider.fingerprint,
             "metrics": suite.metric_identity(),
-            "eval": suite.eval_config(),
+            "eval": config,
             "repeats": repeats,
         }
     )
@@ -198,9 +216,16 @@ def run_key_v1(
 
 
 def plan_jobs(
-    suites: Sequence[Suite], prompts: Sequence[Prompt], provider: Provider, repeats: int = 1
+    suites: Sequence[Suite],
+    prompts: Sequence[Prompt],
+    provider: Provider,
+    repeats: int = 1,
+    subset: Subset | None = None,
 ) -> list[Job]:
-    """A job for every (suite, prompt) pair the suite selects, in suite then prompt order."""
+    """A job for every (suite, prompt) pair the suite selects, in suite then prompt order.
+
+    With ``subset``, each job keeps only the subset of its rows (``Subset.apply``).
+    """
     jobs: list[Job] = []
     for suite in suites:
         chosen = [p for p in prompts if suite.selects(p.id)]
@@ -216,14 +241,17 @@ def plan_jobs(
                     f"{dataset.relative} for {prompt.id}{suite.selection_hint()}"
                 )
             params = {**prompt.model.model_dump(exclude_none=True), **suite.spec.params}
+            kept = subset.apply(rows) if subset is not None else rows
+            dropped = subset if len(kept) < len(rows) else None
             jobs.append(
                 Job(
                     suite=suite,
                     prompt=prompt,
                     dataset=dataset,
-                    rows=rows,
-                    key=run_key(suite, prompt, dataset, provider, repeats),
+                    rows=kept,
+                    key=run_key(suite, prompt, dataset, provider, repeats, dropped),
                     params=params,
+                    available=len(rows),
                 )
             )
     return jobs
@@ -330,10 +358,22 @@ class _Runner:
                 task.cancel()
             await self.provider.aclose()
 
+    def requests(self, job: Job, row: Mapping[str, Any]) -> list[Request]:
+        """The requests one example sends, one per repeat.
+
+        ``RenderError`` or ``DatasetError`` when the row does not render.
+        """
+        messages = tuple(job.prompt.render(**job.suite.inputs_for(row, job.prompt.inputs)))
+        row_id = str(row["id"])
+        return [
+            Request(messages, job.params, job.prompt.output, job.prompt.id, row_id, repeat)
+            for repeat in range(self.options.repeats)
+        ]
+
     async def example(self, job: Job, row: Mapping[str, Any]) -> _Example:
         outcome = _Example(str(row["id"]))
         try:
-            messages = tuple(job.prompt.render(**job.suite.inputs_for(row, job.prompt.inputs)))
+            requests = self.requests(job, row)
         except (RenderError, DatasetError) as exc:
             outcome.error = f"render: {exc}"
             return outcome
@@ -341,10 +381,7 @@ class _Runner:
             m.name: job.suite.references_for(row, m.spec.reference) for m in job.suite.metrics
         }
         schema = job.prompt.output.json_schema
-        for repeat in range(self.options.repeats):
-            request = Request(
-                messages, job.params, job.prompt.output, job.prompt.id, outcome.row_id, repeat
-            )
+        for request in requests:
             try:
                 response = await self.respond(request, outcome)
             except ProviderError as exc:
@@ -371,9 +408,14 @@ class _Runner:
             outcome.cost = (outcome.cost or 0.0) + response.cost
         return response
 
-    async def _answer(self, request: Request, outcome: _Example) -> Response:
+    def lookup(self, request: Request) -> tuple[str, dict[str, Any], Response | None] | None:
+        """The request's cache key, its material and the cached answer (None if absent).
+
+        None when the cache is bypassed: a provider that answers locally
+        (``cacheable = False``) or ``--cache off``.
+        """
         if not self.provider.cacheable or not self.caching:
-            return await self.call(request, outcome)
+            return None
         key, material = self.cache.key(request, self.fingerprint)
         cached = self.cache.get(key)
         if cached is None and self.legacy_fingerprint != self.fingerprint:
@@ -382,12 +424,42 @@ class _Runner:
             cached = self.cache.get(self.cache.legacy_key(request, self.legacy_fingerprint))
             if cached is not None:
                 self.cache.put(key, material, cached)
+        return key, material, cached
+
+    async def _answer(self, request: Request, outcome: _Example) -> Response:
+        found = self.lookup(request)
+        if found is None:
+            return await self.call(request, outcome)
+        key, material, cached = found
         if cached is not None:
             outcome.cached += 1
             return cached
         response = await self.call(request, outcome)
         self.cache.put(key, material, response)
         return response
+
+    def predict(self, job: Job) -> JobResult:
+        """What running ``job`` would take, with no provider call: a ``planned`` result.
+
+        Each example's requests are built by ``requests`` and looked up by ``lookup``, as
+        the run does; ``cached`` counts those the response cache answers and ``calls`` the
+        others. ``calls`` is a floor when the provider fails (retries add calls; a job past
+        its error budget skips its remaining examples), and a ceiling when two examples
+        send the very same request (the later one may find the earlier answer cached).
+        """
+        calls = cached = 0
+        for row in job.rows:
+            try:
+                requests = self.requests(job, row)
+            except (RenderError, DatasetError):
+                continue  # the run records the render error and calls nothing for the row
+            for request in requests:
+                found = self.lookup(request)
+                if found is not None and found[2] is not None:
+                    cached += 1
+                else:
+                    calls += 1
+        return JobResult(job, "planned", None, calls=calls, cached=cached)
 
     async def call(self, request: Request, outcome: _Example) -> Response:
         policy = self.options.retry or RetryPolicy()
@@ -601,6 +673,7 @@ def run_jobs(
     on_progress: Callable[[int, int], None] | None = None,
     needs_evidence: Callable[[Job], bool] | None = None,
     notes: list[str] | None = None,
+    dry_run: bool = False,
 ) -> list[JobResult]:
     """Evaluate ``jobs``, reusing ledger runs by key; append each new run as it finishes.
 
@@ -608,6 +681,10 @@ def run_jobs(
     A job for which ``needs_evidence`` is true (a comparison will read its per-example
     scores) is reused only when its scores object can be read; otherwise it is evaluated
     again and ``notes`` says why (with a ledger that records nothing, that is an error).
+
+    ``dry_run`` decides reuse exactly the same way, then predicts each job that would run
+    (``_Runner.predict``: a ``planned`` result) instead of running it: no provider call,
+    nothing appended. The cache should then be opened ``read-only``.
     """
     notes = notes if notes is not None else []
     view = ledger.read()
@@ -687,5 +764,8 @@ def run_jobs(
 
     if to_run:
         runner = _Runner(to_run, provider, cache, options, progressed, finished)
-        asyncio.run(runner.run())
+        if dry_run:
+            results.update((id(job), runner.predict(job)) for job in to_run)
+        else:
+            asyncio.run(runner.run())
     return [results[id(job)] for job in jobs]

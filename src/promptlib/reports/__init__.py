@@ -1,7 +1,8 @@
 """Every rendering of every result, in one place: JSON, Markdown and JUnit XML.
 
 The results are those of ``eval`` (``EvalReport``), ``eval --against`` (``AgainstReport``)
-and ``diff`` (``LibraryDiff``). One rule holds for all of them: **a report is never greener
+and ``diff`` (``LibraryDiff``); a dry run's estimates (``Estimate``, ``AgainstEstimate``)
+have a JSON form only. One rule holds for all of them: **a report is never greener
 than the exit code.** A job that failed beyond its error budget, a baseline that could not
 be evaluated, a failed gate or a regression shows in every format: ``passed`` is false in
 JSON, the Markdown header is ❌ and names each failure, and JUnit has an ``<error>`` or
@@ -15,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..compare.against import AgainstReport
+from ..compare.against import AgainstEstimate, AgainstReport
 from ..errors import ConfigError
-from ..evals.run import EvalReport
+from ..evals.run import Estimate, EvalReport
 from ..versioning.diff import LibraryDiff
 from . import json as json_report
 from . import junit, markdown
@@ -26,11 +27,15 @@ __all__ = ["FORMATS", "render", "to_json", "write_output"]
 
 FORMATS = ("json", "markdown", "junit")
 
-Result = EvalReport | AgainstReport | LibraryDiff
+Result = EvalReport | AgainstReport | LibraryDiff | Estimate | AgainstEstimate
 
 
 def to_json(result: Result) -> dict[str, Any]:
     """The JSON document of a result (plain data)."""
+    if isinstance(result, Estimate):
+        return json_report.estimate_json(result)
+    if isinstance(result, AgainstEstimate):
+        return json_report.against_estimate_json(result)
     if isinstance(result, EvalReport):
         return json_report.eval_json(result)
     if isinstance(result, AgainstReport):
@@ -44,6 +49,10 @@ def render(result: Result, output_format: str) -> str:
         import json
 
         return json.dumps(to_json(result), indent=2, ensure_ascii=False)
+    if isinstance(result, Estimate | AgainstEstimate):
+        raise ConfigError(
+            f"a dry run has no {output_format} form; use --format table or --format json"
+        )
     if output_format == "markdown":
         if isinstance(result, EvalReport):
             return markdown.eval_markdown(result)

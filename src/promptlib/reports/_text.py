@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from ..compare.against import MetricComparison
+from ..compare.against import AgainstReport, MetricComparison
 from ..compare.stats import INCONCLUSIVE
+from ..evals.run import SubsetSummary
 
-__all__ = ["interval_text", "p_text", "verdict_text"]
+__all__ = ["gates_text", "interval_text", "p_text", "subset_text", "verdict_text"]
 
 
 def interval_text(interval: tuple[float, float]) -> str:
@@ -27,20 +28,56 @@ def verdict_text(c: MetricComparison) -> str:
     """The verdict with what a reader needs to act on it.
 
     An inconclusive comparison says how much power it had and how many examples (or
-    groups) would decide it, and whether the outputs did not change at all. A secondary
+    groups) would decide it, or, when both sides answered every example identically, that
+    the provider did not react (more examples would not decide anything). A secondary
     metric says it is not gated.
     """
     text = c.verdict
     if c.verdict == INCONCLUSIVE:
         notes = []
-        if math.isnan(c.ci[0]):
-            notes.append(f"fewer than 10 {c.unit}")
-        if c.n_needed is not None and c.power is not None:
-            notes.append(f"power {c.power:.0%}; {c.n_needed:,} {c.unit} needed")
         if c.identical:
-            notes.append(f"outputs identical on all {c.n} examples")
+            # More rows would not help: the answers did not change at all.
+            notes.append(
+                f"outputs identical on all {c.n} examples: the provider did not react to "
+                "this change"
+            )
+        else:
+            if math.isnan(c.ci[0]):
+                notes.append(f"fewer than 10 {c.unit}")
+            if c.n_needed is not None and c.power is not None:
+                notes.append(f"power {c.power:.0%}; {c.n_needed:,} {c.unit} needed")
         if notes:
             text += f" ({'; '.join(notes)})"
     if not c.primary:
         text += " [secondary]"
     return text
+
+
+def gates_text(report: AgainstReport) -> str:
+    """Whose suite thresholds (``gates``) an ``--against`` run checked.
+
+    It evaluates the changed and added prompts only (unless ``--gates-all``), so a passing
+    report must not read as if every prompt met its thresholds.
+    """
+    count = len(report.gated_prompts)
+    if report.gates_all:
+        return f"Thresholds (gates) checked for all {count} prompt(s) evaluated (--gates-all)."
+    skipped = len(report.not_evaluated)
+    text = f"Thresholds (gates) checked for the {count} changed or added prompt(s) evaluated"
+    if not skipped:
+        return text + "."
+    return (
+        f"{text}; {skipped} unchanged prompt(s) not evaluated, their thresholds not "
+        "checked (`promptlib eval` checks them; --gates-all adds them here)."
+    )
+
+
+def subset_text(summary: SubsetSummary, *, compared: bool = False) -> str:
+    """What a ``--limit`` / ``--sample`` run covered: ``Subset: sampled 200 of 3,080 rows
+    (seed 7) ...``, and that it is not the full suite."""
+    text = f"Subset: {summary.text()}"
+    if not summary.partial:
+        return text + "."
+    if compared:
+        return text + ", the same rows on both sides; not a comparison on the full suites."
+    return text + "; not an evaluation of the full suites."

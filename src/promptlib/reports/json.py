@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from ..compare.against import AgainstReport
-from ..evals.run import EvalReport, PromptOutcome
+from ..compare.against import AgainstEstimate, AgainstReport
+from ..evals.run import Estimate, EvalReport, PromptOutcome, SubsetSummary
+from ..evals.runner import JobResult
 from ..versioning.diff import LibraryDiff, PromptDiff
 
-__all__ = ["against_json", "diff_json", "eval_json", "prompt_diff_json"]
+__all__ = [
+    "against_estimate_json",
+    "against_json",
+    "diff_json",
+    "estimate_json",
+    "eval_json",
+    "prompt_diff_json",
+    "subset_json",
+]
 
 
 def _outcome(o: PromptOutcome) -> dict[str, Any]:
@@ -32,11 +42,29 @@ def _failure(o: PromptOutcome, side: str) -> dict[str, Any]:
     return {"side": side, "suite": o.suite, "prompt": o.prompt, "reason": o.failure}
 
 
+def subset_json(summary: SubsetSummary | None) -> dict[str, Any] | None:
+    """A ``--limit`` / ``--sample`` subset: its options, and rows kept of rows selected."""
+    if summary is None:
+        return None
+    subset = summary.subset
+    return {
+        "limit": None if subset.sampled else subset.size,
+        "sample": subset.size if subset.sampled else None,
+        "seed": subset.seed,
+        "rows": summary.kept,
+        "of": summary.total,
+        "partial": summary.partial,
+        "suites": {name: {"rows": k, "of": t} for name, (k, t) in summary.suites.items()},
+        "text": summary.text(),
+    }
+
+
 def eval_json(report: EvalReport) -> dict[str, Any]:
     return {
         "provider": report.provider,
         "ledger": report.ledger,
         "passed": not report.gate_failures and not report.provider_failures,
+        "subset": subset_json(report.subset),
         "failures": [_failure(o, "candidate") for o in report.provider_failures],
         "results": [_outcome(o) for o in report.outcomes],
     }
@@ -60,6 +88,10 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             "numpy": _numpy_version(),
         },
         "prompts": report.statuses,
+        "evaluated": report.gated_prompts,
+        "not_evaluated": report.not_evaluated,
+        "gates": "all" if report.gates_all else "changed and added",
+        "subset": subset_json(report.subset),
         "not_comparable": report.not_comparable,
         "not_compared": report.not_compared,
         "failures": [
@@ -103,6 +135,59 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             }
             for o in report.candidate.gate_failures
         ],
+    }
+
+
+def estimate_json(
+    estimate: Estimate, side: Callable[[JobResult], str] | None = None
+) -> dict[str, Any]:
+    """A dry run: per provider and per job, what would be reused, cached and called.
+
+    ``side(result)`` names a job's side of a comparison (``eval --against``).
+    """
+    return {
+        "dry_run": True,
+        "ledger": estimate.ledger,
+        "subset": subset_json(estimate.subset),
+        "calls": estimate.calls,
+        "providers": [
+            {
+                "provider": p.provider,
+                "jobs": p.jobs,
+                "reused": p.reused,
+                "planned": p.planned,
+                "examples": p.examples,
+                "cached": p.cached,
+                "calls": p.calls,
+            }
+            for p in estimate.providers
+        ],
+        "jobs": [
+            {
+                "provider": name,
+                "suite": r.job.suite.name,
+                "prompt": r.job.prompt.id,
+                **({"side": side(r)} if side is not None else {}),
+                "status": r.status,
+                "examples": len(r.job.rows),
+                "cached": r.cached,
+                "calls": r.calls,
+            }
+            for name, results in estimate.groups
+            for r in results
+        ],
+    }
+
+
+def against_estimate_json(plan: AgainstEstimate) -> dict[str, Any]:
+    return {
+        "against": plan.ref,
+        "base": plan.base_label,
+        "prompts": plan.statuses,
+        "not_evaluated": plan.not_evaluated,
+        "gates": "all" if plan.gates_all else "changed and added",
+        "not_comparable": plan.not_comparable,
+        **estimate_json(plan.estimate, plan.side),
     }
 
 

@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 from ..compare.against import AgainstReport
 from ..compare.stats import REGRESSED
 from ..evals.run import EvalReport, PromptOutcome
+from ._text import gates_text, subset_text
 
 __all__ = ["against_junit", "eval_junit"]
 
@@ -71,7 +72,8 @@ def eval_junit(report: EvalReport) -> str:
             f'  <testcase classname="promptlib.eval" name={name} time="{o.seconds:.3f}">'
             f"{body}</testcase>"
         )
-    return _suite("promptlib eval", cases, failures, errors)
+    properties = {"subset": subset_text(report.subset)} if report.subset is not None else None
+    return _suite("promptlib eval", cases, failures, errors, properties)
 
 
 def against_junit(report: AgainstReport) -> str:
@@ -112,5 +114,9 @@ def against_junit(report: AgainstReport) -> str:
         "alpha": f"{report.alpha:g}",
         "min-effect": f"{report.min_effect:g}",
         "mode": report.mode,
+        # Thresholds are checked only for the prompts evaluated: say whose.
+        "gates": gates_text(report),
     }
+    if report.subset is not None:
+        rule["subset"] = subset_text(report.subset, compared=True)
     return _suite(f"promptlib eval --against {report.ref}", cases, failures, errors, rule)

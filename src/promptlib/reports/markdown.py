@@ -7,10 +7,15 @@ is listed under the header.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from ..compare.against import AgainstReport
+from ..compare.flips import Flip
+from ..compare.stats import IMPROVED, REGRESSED
 from ..evals.run import EvalReport, PromptOutcome
 from ..versioning.diff import LibraryDiff
-from ._text import interval_text, p_text, verdict_text
+from ._text import gates_text, interval_text, p_text, subset_text, verdict_text
 
 __all__ = ["against_markdown", "diff_markdown", "eval_markdown"]
 
@@ -49,6 +54,8 @@ def eval_markdown(report: EvalReport) -> str:
     else:
         head = f"### ✅ promptlib eval ({report.provider})"
     lines = [head, ""]
+    if report.subset is not None:
+        lines += [subset_text(report.subset), ""]
     failures = _failure_lines(report)
     if failures:
         lines += [*failures, ""]
@@ -84,7 +91,10 @@ def eval_markdown(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
-def against_markdown(report: AgainstReport) -> str:
+def against_markdown(report: AgainstReport, *, full_report: str | None = None) -> str:
+    """The pull-request summary: verdicts, failures, and for each regressed or improved
+    prompt its top flipped examples in a ``<details>`` block, within GitHub's 65,536
+    characters. ``full_report`` says where the HTML report is."""
     counts = report.counts()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     if report.passed:
@@ -105,7 +115,11 @@ def against_markdown(report: AgainstReport) -> str:
         "",
         f"Baseline: {report.base_label}. Provider: `{report.provider}`. Prompts: {summary}.",
         "",
+        gates_text(report),
+        "",
     ]
+    if report.subset is not None:
+        lines += [subset_text(report.subset, compared=True), ""]
     failures = _failure_lines(report.candidate, report.baseline_failures)
     if failures:
         lines += [*failures, ""]
@@ -147,7 +161,7 @@ def against_markdown(report: AgainstReport) -> str:
             f"- ❌ `{c.prompt}` {c.suite} {c.metric}: not shown non-inferior (strict mode): "
             f"{verdict_text(c)}"
         )
-    lines += [
+    footer = [
         "",
         f"<sub>Paired comparison on every example both sides attempted (a failure counts as "
         f"0 on its side): mid-p McNemar with Tango's interval (0/1 metrics) or sign-flip "
@@ -156,7 +170,82 @@ def against_markdown(report: AgainstReport) -> str:
         f"[secondary]), Holm-corrected; equivalent / non-inferior within ±{report.min_effect:g} "
         f"at alpha {report.alpha:g} per family; {report.mode} mode.</sub>",
     ]
-    return "\n".join(lines) + "\n"
+    if full_report:
+        footer[1:1] = [f"Every flipped example, charts and history: {full_report}", ""]
+    text = "\n".join(lines)
+    tail = "\n".join(footer) + "\n"
+    return text + _evidence(report, GITHUB_LIMIT - len(text) - len(tail) - 200) + tail
+
+
+#: GitHub's limit for a comment or a step summary, in characters.
+GITHUB_LIMIT = 65_536
+#: Flipped examples per prompt in the pull-request summary, and characters per text.
+EXAMPLES_SHOWN = 5
+SNIPPET = 400
+
+
+def _fenced(text: str) -> str:
+    """``text`` (cut to ``SNIPPET``) in a code fence longer than any backtick run in it."""
+    if len(text) > SNIPPET:
+        text = text[:SNIPPET] + f"… ({len(text) - SNIPPET:,} more characters)"
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, run + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def _flip_markdown(flip: Flip) -> list[str]:
+    def answer(outputs: Sequence[str] | None, error: str | None) -> str:
+        if error:
+            return f"(failed: {error})"
+        return "(not kept)" if outputs is None else "\n".join(outputs)
+
+    lines = [f"**{flip.kind}** `{flip.id}`: {flip.baseline:.3f} → {flip.candidate:.3f}", ""]
+    for name, value in (flip.inputs or {}).items():
+        lines += [f"input `{name}`:", _fenced(str(value)), ""]
+    lines += ["baseline:", _fenced(answer(flip.baseline_outputs, flip.baseline_error)), ""]
+    lines += ["candidate:", _fenced(answer(flip.candidate_outputs, flip.candidate_error)), ""]
+    for reference in flip.references or []:
+        lines += ["reference:", _fenced(reference), ""]
+    return lines
+
+
+def _evidence(report: AgainstReport, budget: int) -> str:
+    """A ``<details>`` block per regressed or improved primary comparison with its top
+    flipped examples, as many as fit in ``budget`` characters."""
+    blocks: list[str] = []
+    used = 0
+    wanted = [c for c in report.comparisons if c.primary and c.verdict in (REGRESSED, IMPROVED)]
+    left_out = 0
+    for c in wanted:
+        flips = report.flips(c, limit=EXAMPLES_SHOWN)
+        if flips is None or not flips.examples:
+            continue
+        chosen = [f for f in flips.examples if (f.change < 0) == (c.verdict == REGRESSED)]
+        chosen = (chosen or flips.examples)[:EXAMPLES_SHOWN]
+        lines = [
+            "<details>",
+            f"<summary><code>{c.prompt}</code> {c.suite} · {c.metric}: {c.verdict}; "
+            f"{flips.moved:,} of {c.n:,} examples moved ({flips.worse:,} worse, "
+            f"{flips.better:,} better), top {len(chosen)}</summary>",
+            "",
+        ]
+        for note in flips.notes:
+            lines += [f"_{note}_", ""]
+        for flip in chosen:
+            lines += _flip_markdown(flip)
+        lines += ["</details>", ""]
+        block = "\n".join(lines)
+        if used + len(block) > budget:
+            left_out += 1
+            continue
+        blocks.append(block)
+        used += len(block) + 1
+    if left_out:
+        blocks.append(
+            f"_{left_out} more comparison(s) with flipped examples did not fit GitHub's "
+            "limit; see the full report._\n"
+        )
+    return ("\n" + "\n".join(blocks)) if blocks else ""
 
 
 def diff_markdown(diff: LibraryDiff) -> str:
