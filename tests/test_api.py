@@ -63,7 +63,7 @@ def test_import_pulls_in_no_cli_or_provider_dependency(code: str) -> None:
 # a place here on purpose before it gets code.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("_canonical", "_git", "_yaml", "versions"),
+    ("_canonical", "_git", "_paths", "_yaml", "versions"),
     ("settings",),
     ("ledger",),
     ("library",),
@@ -73,7 +73,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("versioning",),
     ("compare",),
     ("reports",),
-    ("integrations",),
+    ("integrations", "importers"),
     ("api",),
     ("__init__",),
     ("cli",),

@@ -96,7 +96,10 @@ def run_record(
     n = len(scores)
     record = RunRecord(
         time=time,
-        key=fingerprint("a" if prompt_id == "demo.sentiment" else "b"),
+        # Each (prompt, version) is its own job: a key of its own.
+        key=fingerprint(
+            "b" if prompt_id != "demo.sentiment" else "a" if version == "1.1.0" else "f"
+        ),
         suite=suite,
         prompt=PromptRef(id=prompt_id, version=version, fingerprint=fingerprint("c")),
         dataset=DatasetRef(path="evals/datasets/reviews.jsonl", sha256=fingerprint("d"), rows=n),
@@ -167,6 +170,11 @@ def sealed(item: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
     return seal(item[0].to_json())
 
 
+def unchained(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as sealed on its own, without the ``after`` an append gives it."""
+    return seal({k: v for k, v in record.items() if k not in ("after", "hash")})
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project with a ledger of three runs and one release; the test runs inside it."""
@@ -218,7 +226,13 @@ def test_show_json_lists_sealed_records_in_time_order(project: Path) -> None:
         ("run", "2024-05-03T10:00:00Z"),
         ("run", "2024-05-04T10:00:00Z"),
     ]
-    assert records == [sealed(r) for r in (RUN_OLD, RELEASE, RUN_NEW, RUN_OTHER)]
+    assert [unchained(r) for r in records] == [
+        sealed(r) for r in (RUN_OLD, RELEASE, RUN_NEW, RUN_OTHER)
+    ]
+    # Each record names the one appended before it (in line order: RUN_NEW came first).
+    by_time = {r["time"]: r for r in records}
+    assert "after" not in by_time["2024-05-03T10:00:00Z"]
+    assert by_time["2024-05-01T10:00:00Z"]["after"] == by_time["2024-05-03T10:00:00Z"]["hash"]
 
 
 @pytest.mark.parametrize(
@@ -236,7 +250,7 @@ def test_show_json_lists_sealed_records_in_time_order(project: Path) -> None:
     ],
 )
 def test_show_filters(project: Path, args: list[str], expected: list[dict[str, Any]]) -> None:
-    assert show_json(*args) == [sealed(r) for r in expected]
+    assert [unchained(r) for r in show_json(*args)] == [sealed(r) for r in expected]
 
 
 HEADER = "time kind prompt / release version suite provider results"
@@ -284,7 +298,9 @@ def test_show_and_verify_deduplicate_a_union_merge(project: Path) -> None:
     path = ledger_file(project)
     content = lines(path)
     path.write_bytes(b"".join([*content, content[0], content[2]]))
-    assert show_json() == [sealed(r) for r in (RUN_OLD, RELEASE, RUN_NEW, RUN_OTHER)]
+    assert [unchained(r) for r in show_json()] == [
+        sealed(r) for r in (RUN_OLD, RELEASE, RUN_NEW, RUN_OTHER)
+    ]
     code, out, _ = run("ledger", "verify")
     assert code == 0
     assert out == (
@@ -355,7 +371,7 @@ def test_verify_a_torn_last_line(project: Path) -> None:
     assert code == 1
     assert out == (
         f"{path}:5: torn last line (57 bytes, no newline): an interrupted write; the next "
-        "append removes it, or delete it by hand\n"
+        "append moves it aside to a .torn file\n"
     )
     assert err == (
         f"{path}: 1 problem: 5 lines, 4 records (3 run, 1 release); 9 objects referenced\n"
@@ -498,3 +514,20 @@ def test_a_schema_1_ledger_is_read_only(project: Path) -> None:
     code, _, err = run("eval")
     assert code == 2
     assert "this project's ledger is schema 1; run `promptlib ledger migrate`" in err
+
+
+def test_verify_finds_a_deleted_line(project: Path) -> None:
+    path = ledger_file(project)
+    content = lines(path)
+    deleted = json.loads(content[1])["hash"]
+    path.write_bytes(b"".join([content[0], *content[2:]]))
+    code, out, _ = run("ledger", "verify")
+    assert code == 1
+    assert out == (
+        f"{path}:2: after: this record was appended after {deleted[:19]}..., which is not "
+        "in the file: a line was deleted; restore the file from git\n"
+    )
+    # Deleting the last line leaves no trace (nothing names it): docs/security.md says so.
+    path.write_bytes(b"".join(content[:-1]))
+    code, _, _ = run("ledger", "verify")
+    assert code == 0

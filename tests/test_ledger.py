@@ -33,7 +33,7 @@ from promptlib.ledger import KINDS, SCHEMA_VERSION, LineStore, LineView, Repair,
 WRITER = Path(__file__).with_name("_ledger_writer.py")
 TORN_MESSAGE = (
     "torn last line ({size} bytes, no newline): an interrupted write; the next append "
-    "removes it, or delete it by hand"
+    "moves it aside to a .torn file"
 )
 
 
@@ -452,14 +452,37 @@ def test_append_repairs_an_unterminated_last_line(
     result = LineStore(ledger_path).append(R[0] if action == "truncated" else [])
     assert result.repaired == Repair(line=3, size=len(tail), action=action)  # type: ignore[arg-type]
     assert str(result.repaired).startswith(
-        "removed a torn" if action == "truncated" else "line 3 was a complete"
+        "moved a torn last line" if action == "truncated" else "line 3 was a complete"
     )
+    if action == "truncated":
+        # The bytes are kept aside, never deleted: they may be a record damaged by hand.
+        assert result.repaired is not None
+        assert result.repaired.saved is not None
+        assert result.repaired.saved.read_bytes() == tail
+        assert str(result.repaired.saved) in str(result.repaired)
     report = LineStore(ledger_path).verify(bodies=False)
     assert report.ok, report.problems
     expected = ["r1", "r3"] if action == "truncated" else ["r1", "r2", "r3"]
     assert ids(LineStore(ledger_path).read().records) == expected
     if action == "truncated":
         assert ledger_path.read_bytes() == L[0] + L[2] + L[0]
+
+
+def test_a_damaged_final_byte_never_deletes_a_committed_record(ledger_path: Path) -> None:
+    # One wrong final byte (the closing brace and newline replaced by one character) of a
+    # large record: the next append must not treat 300 KB of a committed record as a torn
+    # write and delete it.
+    big = line(record(4, payload="x" * 300_000))
+    damaged = big[:-2] + b"]"
+    ledger_path.parent.mkdir(parents=True)
+    ledger_path.write_bytes(L[0] + damaged)
+    result = LineStore(ledger_path).append(R[1])
+    assert result.repaired is not None
+    assert result.repaired.saved is not None
+    assert result.repaired.saved.read_bytes() == damaged
+    assert result.repaired.saved.name.startswith("ledger.jsonl.torn-2-")
+    # Restoring it is one edit: the saved bytes are the whole line but its last byte.
+    assert json.loads(result.repaired.saved.read_bytes()[:-1] + b"}")["id"] == "r4"
 
 
 def test_repair_scans_back_over_a_long_torn_line(ledger_path: Path) -> None:

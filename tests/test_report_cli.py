@@ -119,7 +119,7 @@ def test_report_run_shows_one_run_worst_first(released: Path) -> None:
     root = released
     code, out, err = cli(root, "ledger", "show", "--prompt", "demo.alpha", "--format", "json")
     assert code == 0, err
-    key = json.loads(out)[0]["key"]
+    key = next(r["key"] for r in json.loads(out) if r["kind"] == "run")
     code, out, err = cli(root, "report", "--run", key[:16], "--html", str(root / "run.html"))
     assert code == 0, out + err
     page = (root / "run.html").read_text(encoding="utf-8")

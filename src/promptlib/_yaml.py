@@ -55,6 +55,8 @@ _VALUE_BREAK = re.compile(r"\r\n|\r|\n")
 # may replace with a line break; no backslash or quote, which quoted styles escape).
 _VERBATIM = re.compile(r"[^\s\\\"']+")
 
+# The problems one file reports in detail; the rest are counted in one more problem.
+MAX_PROBLEMS = 100
 # A constructor instance used only for its scalar conversions (bool, int, float, ...),
 # so that the values are exactly the ones yaml.safe_load would produce.
 _SCALARS = yaml.constructor.SafeConstructor()
@@ -195,6 +197,8 @@ def describe_coercion(source: str, value: Any) -> str:
         what = f"the date {value.isoformat()}"
     else:  # pragma: no cover - every implicit YAML 1.1 type is listed above
         what = f"a {type(value).__name__}"
+    if len(source) > 60:  # a message quotes a bounded excerpt, never a whole value
+        source = source[:57] + "..."
     quoted = source.replace('"', '\\"')
     return f'YAML 1.1 reads `{source}` as {what}; write it in quotes ("{quoted}") to keep the text'
 
@@ -204,8 +208,16 @@ class _Builder:
         self.doc = doc
         self.path = path
         self.seen: set[int] = set()
+        self.hidden = 0
+        self.first_hidden = 0
 
     def problem(self, line: int, key: KeyPath, message: str) -> None:
+        # A file with thousands of duplicate keys (or aliases, or tags) gets a bounded
+        # report: the first problems, then how many more there are.
+        if len(self.doc.problems) >= MAX_PROBLEMS:
+            self.hidden += 1
+            self.first_hidden = self.first_hidden or line
+            return
         self.doc.problems.append(Problem(self.path, line, format_key(key), message))
 
     def build(self, node: yaml.Node, key: KeyPath) -> Any:
@@ -309,5 +321,16 @@ def read_yaml(text: str, path: str, what: str = "prompt file") -> Document:
     if node is None:
         doc.problems.append(Problem(path, 1, "", "the file is empty"))
         return doc
-    doc.data = _Builder(doc, path).build(node, ())
+    builder = _Builder(doc, path)
+    doc.data = builder.build(node, ())
+    if builder.hidden:
+        doc.problems.append(
+            Problem(
+                path,
+                builder.first_hidden,
+                "",
+                f"{builder.hidden:,} more problems like the ones above are not listed; "
+                "fix those first",
+            )
+        )
     return doc

@@ -4,15 +4,24 @@ A *project* is the nearest folder, walking up from the starting directory, that 
 ``pyproject.toml`` and a ``prompts/`` folder (the way git finds its repository).
 Configuration is read from ``[tool.promptlib]`` in its ``pyproject.toml``, or from a
 ``promptlib.toml`` beside it (whose top-level table is the same thing); having both is an
-error. Values resolve in a fixed order: command-line flag, ``PROMPTLIB_*`` environment
-variable, project file, default. Library functions take the resolved values as arguments
-and never read the environment themselves.
+error that says which to keep. Personal settings (a provider's key variable, a local
+server, retries) go in a git-ignored ``promptlib.local.toml`` beside them, or in
+``PROMPTLIB_*`` variables; they may set only ``default-provider``, ``providers``, ``retry``
+and ``mlflow`` (the comparison rule is the team's, in the committed file).
+
+Values resolve in a fixed order, each layer overriding the one below key by key (tables
+merge; a provider's options merge one by one): command-line flag, ``PROMPTLIB_*``
+environment variable, ``promptlib.local.toml``, project file, default. Each layer is
+checked on its own first, so that a bad value names its file or variable and key. Library
+functions take the resolved values as arguments and never read the environment
+themselves. See docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +37,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CompareSettings",
+    "MlflowSettings",
     "RetryPolicy",
     "Settings",
     "config_source",
@@ -51,6 +61,14 @@ def config_source(root: Path) -> Path:
     return standalone if standalone.is_file() else root / "pyproject.toml"
 
 
+LOCAL_FILE = "promptlib.local.toml"
+# What personal settings may override: how to reach a provider, not how results are judged.
+PERSONAL_KEYS = ("default-provider", "providers", "retry", "mlflow")
+# PROMPTLIB_PROVIDERS__LOCAL__BASE_URL, PROMPTLIB_RETRY__MAX_ATTEMPTS: a table, then keys.
+_ENV_PREFIX = "PROMPTLIB_"
+_ENV_SEPARATOR = "__"
+
+
 def read_config(root: Path) -> dict[str, Any]:
     """The promptlib configuration table of the project at ``root`` (empty if none)."""
     standalone = root / "promptlib.toml"
@@ -64,7 +82,9 @@ def read_config(root: Path) -> dict[str, Any]:
         if from_pyproject:
             raise ConfigError(
                 f"{standalone}: promptlib is configured both here and in [tool.promptlib] of "
-                f"{pyproject}; keep one of the two"
+                f"{pyproject}, and reads only one project file: move the keys of one into "
+                f"the other and delete it (personal settings that must not be committed go "
+                f"in {LOCAL_FILE}, which overrides either)"
             )
         table = _read_toml(standalone)
     else:
@@ -72,6 +92,111 @@ def read_config(root: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{pyproject}: [tool.promptlib] must be a table")
     return table
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` applied key by key; tables merge, other values replace."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            out[key] = _merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_local_config(root: Path) -> dict[str, Any]:
+    """The personal settings in ``promptlib.local.toml`` beside the project file (or {})."""
+    path = root / LOCAL_FILE
+    if not path.is_file():
+        return {}
+    table = _read_toml(path)
+    _check_personal(table, str(path))
+    return table
+
+
+def _env_value(raw: str) -> Any:
+    """A variable's value read as a TOML value (``5``, ``true``, ``"x"``), else as text."""
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def read_env_config(environ: Mapping[str, str], below: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings from ``PROMPTLIB_<TABLE>__<KEY>`` and ``PROMPTLIB_PROVIDERS__<NAME>__<KEY>``.
+
+    Names are case-insensitive: a provider or option is matched to one the layers ``below``
+    already define when only case (and ``_`` for ``-``) differ, else taken in lowercase.
+    ``PROMPTLIB_PROVIDER`` (the default provider) is read by ``Settings.resolve``.
+    """
+    out: dict[str, Any] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(_ENV_PREFIX) or _ENV_SEPARATOR not in variable:
+            continue
+        parts = variable[len(_ENV_PREFIX) :].split(_ENV_SEPARATOR)
+        table = parts[0].lower()
+        depth = 3 if table == "providers" else 2
+        if table not in PERSONAL_KEYS or table == "default-provider" or len(parts) != depth:
+            raise ConfigError(
+                f"{variable}: not a promptlib setting; the variables are "
+                "PROMPTLIB_PROVIDERS__<NAME>__<OPTION>, PROMPTLIB_RETRY__<KEY> and "
+                "PROMPTLIB_MLFLOW__<KEY> (and PROMPTLIB_PROVIDER); the comparison rule is "
+                "set in the project file only"
+            )
+        known: Any = below.get(table, {})
+        path = [table]
+        for part in parts[1:]:
+            candidates = list(known) if isinstance(known, Mapping) else []
+            wanted = part.lower()
+            match = next(
+                (c for c in candidates if str(c).lower().replace("-", "_") == wanted), None
+            )
+            if match is None and table != "providers":
+                match = wanted.replace("_", "-")  # retry and mlflow keys are kebab-case
+            key = str(match) if match is not None else wanted
+            path.append(key)
+            known = known.get(key, {}) if isinstance(known, Mapping) else {}
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = _env_value(environ[variable])
+        _check_personal({table: _nested(path[1:], node[path[-1]])}, variable)
+    return out
+
+
+def _nested(path: list[str], value: Any) -> Any:
+    for key in reversed(path):
+        value = {key: value}
+    return value
+
+
+def _check_personal(table: Mapping[str, Any], where: str) -> None:
+    """Refuse keys personal settings may not set; check the values they set, naming ``where``."""
+    refused = sorted(set(table) - set(PERSONAL_KEYS))
+    if refused:
+        raise ConfigError(
+            f"{where}: {', '.join(refused)} cannot be set here; personal settings may set "
+            f"{', '.join(PERSONAL_KEYS)} (the rest is the team's, in the project file)"
+        )
+    _check_layer(table, where)
+
+
+def _check_layer(config: Mapping[str, Any], where: str) -> None:
+    """Check one layer's own values, so that an error names the layer that set them."""
+    RetryPolicy.from_table(_table(config, "retry", where), where)
+    MlflowSettings.from_table(_table(config, "mlflow", where), where, {})
+    providers = _table(config, "providers", where)
+    for name, options in providers.items():
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                f"{where} [providers.{name}]: must be a table of options, not "
+                f"{type(options).__name__} {options!r}"
+            )
+    configured = config.get("default-provider", "retrieval")
+    if not isinstance(configured, str) or not configured:
+        raise ConfigError(f"{where}: default-provider must be a provider name, not {configured!r}")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -197,6 +322,60 @@ class RetryPolicy:
         return backoff
 
 
+def _text(table: Mapping[str, Any], key: str, default: str | None, where: str) -> str | None:
+    """``table[key]`` as a non-empty string (or ``default`` when absent)."""
+    value = table.get(key, default)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{where}: {key} must be a non-empty string, not {value!r}")
+    return value
+
+
+# MLflow's rule for alias names, less the names it reserves ("latest", "v1", "V2", ...).
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
+_RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Where ``--mlflow`` and ``promptlib export mlflow`` log runs and register prompts.
+
+    ``tracking_uri`` comes from ``MLFLOW_TRACKING_URI``, else ``tracking-uri`` in
+    ``[mlflow]``; None when neither is set (the export then asks for one). ``alias`` is the
+    moving alias every release also sets on each prompt (``production``), if any.
+    """
+
+    tracking_uri: str | None = None
+    experiment: str = "promptlib"
+    alias: str | None = None
+
+    @classmethod
+    def from_table(
+        cls, table: Mapping[str, Any], where: str, environ: Mapping[str, str]
+    ) -> MlflowSettings:
+        """Read ``[mlflow]``; ``where`` names the file (``pyproject.toml [tool.promptlib]``)."""
+        known = {"tracking-uri", "experiment", "alias"}
+        at = f"{where} [mlflow]"
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        configured = _text(table, "tracking-uri", None, at)
+        experiment = _text(table, "experiment", cls.experiment, at)
+        alias = _text(table, "alias", None, at)
+        if alias is not None and (not _ALIAS.match(alias) or _RESERVED_ALIAS.match(alias)):
+            raise ConfigError(
+                f"{at}: alias {alias!r} is not a name MLflow accepts: use letters, digits, _ "
+                "and -, and not 'latest' or a version alias such as 'v2'"
+            )
+        assert experiment is not None
+        return cls(
+            tracking_uri=environ.get("MLFLOW_TRACKING_URI") or configured,
+            experiment=experiment,
+            alias=alias,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command needs to know about where it runs, resolved once."""
@@ -207,6 +386,7 @@ class Settings:
     compare: CompareSettings = field(default_factory=CompareSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache_dir: Path | None = None
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
 
     @property
     def prompts_dir(self) -> Path | None:
@@ -257,8 +437,11 @@ class Settings:
         else:
             source = config_source(root)
             where = f"{source}" + (" [tool.promptlib]" if source.name == "pyproject.toml" else "")
+            config = _merge(config, read_local_config(root))
+        config = _merge(config, read_env_config(env, config))
         compare = CompareSettings.from_table(_table(config, "compare", where), where)
         retry = RetryPolicy.from_table(_table(config, "retry", where), where)
+        mlflow = MlflowSettings.from_table(_table(config, "mlflow", where), where, env)
         _table(config, "providers", where)
         configured = config.get("default-provider", "retrieval")
         if not isinstance(configured, str) or not configured:
@@ -275,4 +458,5 @@ class Settings:
             compare=compare,
             retry=retry,
             cache_dir=cache_dir,
+            mlflow=mlflow,
         )

@@ -131,6 +131,13 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[int, int], None] | 
         yield update
 
 
+def warn_corrupt(view: Any) -> None:
+    """Say which ledger lines a read-only command skipped (commands that evaluate, compare
+    or release refuse them instead: ``LedgerView.refuse_corrupt``)."""
+    for problem in view.corrupt:
+        typer.echo(f"warning: ledger line skipped: {problem}", err=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``error: message`` to stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)

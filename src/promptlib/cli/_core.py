@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ConfigError, InputError
 from ..settings import Settings
-from ._app import EXIT_GATE, app, console, fail, handle_errors, state
+from ._app import EXIT_GATE, app, console, fail, handle_errors, state, warn_corrupt
 from ._history import SCALE_HELP
 
 if TYPE_CHECKING:  # the library stack is imported when a command runs, not for --help
@@ -307,6 +307,7 @@ def _show_history(prompt_id: str, output_format: TextFormat) -> None:
     from ._history import render_history
 
     view = open_project(settings(), write=False).read()
+    warn_corrupt(view)
     library = current_library()
     result = prompt_history(view, prompt_id, known=[*library, *library.broken])
     if output_format is TextFormat.json:
@@ -335,7 +336,12 @@ def _parse_var(prompt: Prompt, item: str) -> tuple[str, Any]:
         if spec.type in ("array", "object"):
             return name, json.loads(raw)
     except ValueError:
-        raise ConfigError(f"--var {name}: {raw!r} is not a valid {spec.type}") from None
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+        raise ConfigError(f"--var {name}: {shown!r} is not a valid {spec.type}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"--var {name}: the JSON value is nested too deeply to read; pass flatter data"
+        ) from None
     return name, raw
 
 
@@ -416,8 +422,18 @@ def render(
 
 @app.command()
 @handle_errors
-def schema() -> None:
-    """Print the JSON Schema of prompt files (for editor completion and checks)."""
+def schema(
+    suite: Annotated[
+        bool, typer.Option("--suite", help="The schema of suite files (evals/suites/*.yaml).")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of prompt files, or of suite files with --suite (for editor
+    completion and checks; the committed copies are in schema/)."""
+    if suite:
+        from ..evals.suite import suite_file_schema
+
+        echo_json(suite_file_schema())
+        return
     from ..library.schema import prompt_file_schema
 
     echo_json(prompt_file_schema())

@@ -11,7 +11,16 @@ import typer
 
 from ..errors import ConfigError
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, console, handle_errors, progress_bar, state
+from ._app import (
+    EXIT_GATE,
+    EXIT_PROVIDER,
+    app,
+    console,
+    handle_errors,
+    progress_bar,
+    state,
+    warn_corrupt,
+)
 from ._cost import (
     DRY_RUN_HELP,
     GATES_ALL_HELP,
@@ -20,6 +29,7 @@ from ._cost import (
     SEED_HELP,
     check_options,
 )
+from ._export import with_mlflow
 
 
 class EvalFormat(str, Enum):
@@ -132,6 +142,7 @@ def print_eval_table(report: Any) -> None:
 
 @app.command("eval")
 @handle_errors
+@with_mlflow
 def eval_command(
     suite: Annotated[
         list[str] | None, typer.Option("--suite", "-s", help="Only this suite (repeatable).")
@@ -173,6 +184,14 @@ def eval_command(
             min=0.0, max=1.0, help="Share of failed examples tolerated per prompt (else exit 3)."
         ),
     ] = 0.1,
+    no_retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--no-retry-errors",
+            help="Keep the failed examples of runs reused from the ledger as they are "
+            "(by default they are evaluated again, and the completed run is recorded).",
+        ),
+    ] = False,
     output_format: Annotated[EvalFormat, typer.Option("--format")] = EvalFormat.table,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the report to this file.")
@@ -250,6 +269,7 @@ def eval_command(
         error_budget=error_budget,
         keep_outputs=not no_outputs,
         subset=Subset.parse(limit, sample, seed),
+        retry_errors=not no_retry_errors,
     )
     # A dry run writes nothing, so it reads a schema-1 ledger without asking for a migration.
     ledger = open_project(settings, folder=ledger_dir, record=not no_record, write=not dry_run)
@@ -539,6 +559,7 @@ def outputs_command(
     settings = Settings.resolve(state.project)
     root = settings.require_root()
     view = open_project(settings, write=False).read()
+    warn_corrupt(view)
     library = load(root, strict=False)
     runs = find_runs(view, prompt_id, suite=suite, key=run, release=release, library=library)
     suites = {s.name: s for s in load_suites(root)}

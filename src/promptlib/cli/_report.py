@@ -15,7 +15,7 @@ import typer
 
 from ..errors import ConfigError, NotFoundError
 from ..settings import Settings
-from ._app import EXIT_GATE, EXIT_PROVIDER, app, handle_errors, state
+from ._app import EXIT_GATE, EXIT_PROVIDER, app, handle_errors, state, warn_corrupt
 
 DEFAULT_OUTPUT = Path("promptlib-report.html")
 
@@ -93,6 +93,7 @@ def _run_report(settings: Settings, key: str, output: Path) -> None:
 
     root = settings.require_root()
     view = open_project(settings, write=False).read()
+    warn_corrupt(view)
     prefix = key.removeprefix("sha256:")
     matches = view.select(lambda entry: entry.key.removeprefix("sha256:").startswith(prefix))
     if len(matches) != 1:

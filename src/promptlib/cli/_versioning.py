@@ -106,15 +106,39 @@ def release(
         typer.Option("--commit", help="Commit the release and tag it vX.Y.Z (never pushes)."),
     ] = False,
     provider: Annotated[str | None, typer.Option(help="Provider for the evaluation.")] = None,
+    to_mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Then register the released prompts in the MLflow Prompt Registry (alias "
+            "vX-Y-Z, and [tool.promptlib.mlflow] alias) and log their runs; needs "
+            "promptlib[mlflow].",
+        ),
+    ] = False,
 ) -> None:
     """Release the library: bump versions, evaluate, write CHANGELOG, record the release."""
     from ..versioning.release import release as run_release
+    from ._export import release_to_mlflow, require_mlflow
 
     settings = Settings.resolve(state.project)
+    if to_mlflow:
+        if dry_run:
+            from ..errors import ConfigError
+
+            raise ConfigError("--dry-run changes nothing, so it takes no --mlflow")
+        require_mlflow(settings)
     with progress_bar(enabled=not dry_run) as update:
         plan = run_release(
             settings, bump, dry_run=dry_run, commit=commit, provider=provider, on_progress=update
         )
+    if plan.resumed:
+        typer.echo(
+            f"release {plan.version} was recorded by an interrupted run; committed "
+            f"{plan.committed} and tagged {plan.tagged} (not pushed)"
+        )
+        if to_mlflow:
+            release_to_mlflow(settings, plan.version)
+        return
     head = f"release {plan.version}" + (
         f" ({plan.bump} after {plan.previous})" if plan.previous else " (first release)"
     )
@@ -135,6 +159,8 @@ def release(
             f"-m 'Release {plan.version}' (or re-run with --commit)",
             err=True,
         )
+    if to_mlflow:
+        release_to_mlflow(settings, plan.version)
 
 
 _AGAINST_COLUMNS = (

@@ -41,6 +41,10 @@ made against another promptlib version, older than the manifest, missing a pinne
 holding a prompt the manifest no longer pins, or whose locked version or fingerprint
 differs from the installed prompt. ``verify_manifest`` also returns notes that do not fail
 the check (a format 1 lock predates sealing).
+
+The installed library is read with ``load()``, which refuses a prompt, partial or folder
+that is a symlink leading outside the library's folder (``ConfigError``, naming the link):
+a lock never records, and a check never compares, what such a link points at.
 """
 
 from __future__ import annotations

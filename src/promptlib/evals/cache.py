@@ -13,15 +13,48 @@ calls that had not completed.
 
 Modes: ``on`` (read and write), ``off`` (neither), ``read-only`` (read, never write) and
 ``refresh`` (never read, write the new answers).
+
+Trust. A cached answer is scored as if the provider had just sent it, so a row is never
+taken on faith. Each row carries a ``digest`` (``row_digest``: ``sha256:`` over the row's
+key, a newline and the stored canonical response text), written with it. A row whose
+digest does not match, whose response is not JSON, or whose JSON is not a response
+(``text`` a string, ``usage`` null or two non-negative integer token counts, ``cost`` null
+or a number, ``model`` null or a string) is a *miss*: ``get`` returns None and records why
+in ``warnings``, the runner asks the provider again and ``put`` replaces the row. Rows
+written before the digest existed (an older cache file: the column is added when the file
+is opened) have none: such a row is read once if it is a well-formed response and its
+digest is filled in then, so later changes to it are caught. The digest detects damage
+and edits that did not recompute it; it is not a signature (whoever can write the file can
+write a matching digest), and the cache is as trusted as the project folder it lives in.
+
+A file that is not a SQLite database, or a damaged one, is a ``ConfigError`` naming the
+file and saying that deleting it is safe: it only holds cached answers, so deleting it
+costs calls, never results (the runs are in the ledger).
+
+Concurrent evals. Several processes evaluating the same work (CI shards, a developer's two
+terminals) share one cache file, and each would otherwise ask the provider for every
+answer the others are still waiting for. In mode ``on``, a process that misses *claims*
+the key before calling (``claim``: a row of ``claims``, taken in a write transaction) and
+the others wait for its answer instead of asking too; ``put`` stores the answer and drops
+the claim, a failed call drops it (``release``) so that a waiter asks for itself. A claim
+is a lease: it expires ``LEASE`` seconds after it was taken or last renewed (``renew``,
+which the runner calls while it works), and a claim of a process that is gone from this
+machine is taken over at once, so a crashed eval never blocks another for long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import json
+import math
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .._canonical import canonical_json, sha256_hex, sha256_of
 from ..errors import ConfigError
@@ -32,7 +65,7 @@ if TYPE_CHECKING:
     # (every ``promptlib`` invocation registers ``eval``'s options) should not pay for.
     from ..providers.contract import Request, Response
 
-__all__ = ["KEY_FORMAT", "CacheMode", "ResponseCache"]
+__all__ = ["KEY_FORMAT", "LEASE", "CacheMode", "ResponseCache", "row_digest"]
 
 #: The version of the response-cache key's format; part of every key.
 KEY_FORMAT = "promptlib-cache-key/2"
@@ -42,13 +75,27 @@ CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     material TEXT NOT NULL,
     response TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    digest TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     hash TEXT PRIMARY KEY,
     message TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL
+);
 """
+
+#: Seconds a claim on a key lives unless its owner renews it (``ResponseCache.renew``).
+LEASE = 30.0
+
+# How many untrusted rows ``warnings`` describes one by one before it only counts them.
+_SHOWN = 5
 
 
 class CacheMode(str, enum.Enum):
@@ -56,6 +103,15 @@ class CacheMode(str, enum.Enum):
     off = "off"
     read_only = "read-only"
     refresh = "refresh"
+
+
+def row_digest(key: str, response: str) -> str:
+    """The digest a row stores: of its key and its stored response text.
+
+    The key is part of it so that an answer copied under another request's key is caught
+    as well as an edited one.
+    """
+    return sha256_hex(f"{key}\n{response}".encode())
 
 
 class ResponseCache:
@@ -66,20 +122,83 @@ class ResponseCache:
         self.path = path
         self.hits = 0
         self.writes = 0
+        #: Rows found untrusted (digest mismatch, not JSON, not a response): each was a miss.
+        self.untrusted = 0
+        #: Rows written before digests existed, read once and given their digest.
+        self.backfilled = 0
+        # Why each untrusted key was not trusted, by key: a key looked up again (after a
+        # wait for another process) is described once.
+        self._problems: dict[str, str] = {}
+        # This cache's identity as a claim owner, and the keys it has claimed.
+        self._owner = uuid.uuid4().hex
+        self._host = socket.gethostname()
+        self._claims: set[str] = set()
         self._stored: set[str] = set()
         self._db: sqlite3.Connection | None = None
+        self._has_digest = True
         if mode is CacheMode.off or path is None:
             self.mode = CacheMode.off
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot open the response cache: {exc}") from None
+        try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._has_digest = self._migrate()
         except sqlite3.Error as exc:
-            raise ConfigError(f"{path}: cannot open the response cache: {exc}") from None
+            self.close()
+            raise self._error(exc, "cannot open the response cache") from None
+
+    def _migrate(self) -> bool:
+        """Add the ``digest`` column to a cache file written before it existed.
+
+        Returns whether the table has the column: a ``read-only`` cache changes nothing,
+        so an old file read that way is read as before (without digests to check).
+        """
+        assert self._db is not None
+        if self._columns() >= {"digest"}:
+            return True
+        if self.mode is CacheMode.read_only:
+            return False
+        # Several evals may open the same old file at once: the first one to take the
+        # write lock adds the column, the others then see it.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "digest" not in self._columns():
+                self._db.execute("ALTER TABLE responses ADD COLUMN digest TEXT")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _columns(self) -> set[str]:
+        assert self._db is not None
+        return {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+
+    def _error(self, exc: sqlite3.Error, what: str) -> ConfigError:
+        """``exc`` as a ``ConfigError`` that says what to do about it.
+
+        An ``OperationalError`` is about access (a folder in the way, no permission, a lock
+        held too long); any other database error means the file itself is not a usable
+        SQLite database, and deleting it is the fix.
+        """
+        if isinstance(exc, sqlite3.OperationalError):
+            return ConfigError(f"{self.path}: {what}: {exc}")
+        assert self.path is not None
+        name = self.path.name
+        return ConfigError(
+            f"{self.path}: {what}: {exc}: the file is not a usable SQLite database. It only "
+            "holds cached provider answers, so deleting it is safe: it costs those calls "
+            "again, never a result (runs are kept in the ledger). Delete it (with "
+            f"{name}-wal and {name}-shm beside it, if present) and run again, or run with "
+            "--cache off"
+        )
 
     @staticmethod
     def key(request: Request, provider_fingerprint: str) -> tuple[str, dict[str, Any]]:
@@ -92,19 +211,76 @@ class ResponseCache:
         """The key promptlib 1.0 to 2.1 used (no format field), to find their answers."""
         return sha256_of(request.cache_material(provider_fingerprint))
 
-    def get(self, key: str) -> Response | None:
+    def get(self, key: str, about: str | None = None) -> Response | None:
+        """The answer cached under ``key``, or None: absent, or present but not trusted.
+
+        An untrusted row (see the module docstring) is a miss, counted in ``untrusted`` and
+        described in ``warnings`` (by ``about``, what asked for it, when given); the
+        caller's ``put`` of the new answer replaces it.
+        """
         if self._db is None or self.mode in (CacheMode.off, CacheMode.refresh):
             return None
-        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        column = "digest" if self._has_digest else "NULL"
+        try:
+            row = self._db.execute(
+                f"SELECT response, {column} FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot read the response cache") from None
         if row is None:
             return None
+        text, digest = row
+        try:
+            if not isinstance(text, str):
+                raise ValueError("its response is not text")
+            if digest is not None and digest != row_digest(key, text):
+                raise ValueError("its response does not match its digest")
+            try:
+                response = _response(json.loads(text))
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"its response is not a cached answer ({exc})") from None
+        except ValueError as exc:
+            where = f"{about} ({key[:19]}...)" if about else f"{key[:19]}..."
+            self._problems[key] = f"{where}: {exc}"
+            self.untrusted = len(self._problems)
+            return None
+        if digest is None and self._has_digest and self.mode is not CacheMode.read_only:
+            # Written before digests existed: trusted this once, and sealed from now on.
+            self._write(
+                "UPDATE responses SET digest = ? WHERE key = ? AND digest IS NULL",
+                (row_digest(key, text), key),
+            )
+            self.backfilled += 1
         self.hits += 1
-        from ..providers.contract import Response
+        return response
 
-        return Response.from_dict(_loads(row[0]))
+    @property
+    def warnings(self) -> list[str]:
+        """What was not trusted so far, as lines to show the user (empty when all was well)."""
+        if not self._problems:
+            return []
+        shown = "; ".join(list(self._problems.values())[:_SHOWN])
+        more = len(self._problems) - _SHOWN
+        rest = f"; and {more} more" if more > 0 else ""
+        fate = (
+            "each was asked again and replaced"
+            if self.mode is CacheMode.on
+            else "each was asked again (this cache mode does not replace it)"
+        )
+        return [
+            f"response cache {self.path}: {self.untrusted} cached answer(s) not trusted "
+            f"({shown}{rest}); {fate}"
+        ]
+
+    def take_warnings(self) -> list[str]:
+        """``warnings``, then forget them (each is shown once)."""
+        shown = self.warnings
+        self._problems.clear()
+        self.untrusted = 0
+        return shown
 
     def put(self, key: str, material: dict[str, Any], response: Response) -> None:
-        """Store ``response`` under ``key``, committed at once.
+        """Store ``response`` under ``key`` with its digest, committed at once.
 
         The material is stored with each message replaced by the hash of its canonical
         JSON; messages live once in their own table, since the instructions and few-shot
@@ -117,18 +293,78 @@ class ResponseCache:
             text = canonical_json(message)
             digest = sha256_hex(text.encode("utf-8"))
             if digest not in self._stored:
-                self._db.execute(
+                self._write(
                     "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)", (digest, text)
                 )
                 self._stored.add(digest)
             refs.append(digest)
         compact = {**material, "messages": refs}
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses (key, material, response, created) "
-            "VALUES (?, ?, ?, ?)",
-            (key, canonical_json(compact), canonical_json(response.to_dict()), time.time()),
+        stored = canonical_json(response.to_dict())
+        self._write(
+            "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key, canonical_json(compact), stored, time.time(), row_digest(key, stored)),
         )
         self.writes += 1
+        # After the answer, never before: a process that finds the claim gone finds the row.
+        self.release(key)
+
+    # Claims: one process asks, the others wait for its answer (see the module docstring).
+
+    def claim(self, key: str) -> bool:
+        """Claim ``key`` before asking the provider; False while another process holds it.
+
+        Always True when the cache cannot share answers (modes other than ``on``). An
+        expired claim, or one whose process is gone from this machine, is taken over.
+        """
+        if self._db is None or self.mode is not CacheMode.on:
+            return True
+        now = time.time()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                held = self._db.execute(
+                    "SELECT owner, host, pid, expires FROM claims WHERE key = ?", (key,)
+                ).fetchone()
+                live = held is not None and held[0] != self._owner and held[3] > now
+                if live and _alive(held[1], held[2], self._host):
+                    self._db.execute("COMMIT")
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO claims (key, owner, host, pid, expires) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, self._owner, self._host, os.getpid(), now + LEASE),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
+        self._claims.add(key)
+        return True
+
+    def release(self, key: str) -> None:
+        """Drop this cache's claim on ``key``, if it holds one."""
+        if self._db is None or key not in self._claims:
+            return
+        self._claims.discard(key)
+        self._write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self._owner))
+
+    def renew(self) -> None:
+        """Extend every claim this cache holds by ``LEASE`` from now."""
+        if self._db is None or not self._claims:
+            return
+        self._write(
+            "UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + LEASE, self._owner)
+        )
+
+    def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
 
     def material(self, key: str) -> dict[str, Any] | None:
         """The full request material stored for ``key`` (messages restored)."""
@@ -153,13 +389,73 @@ class ResponseCache:
 
     def close(self) -> None:
         if self._db is not None:
+            if self._claims:
+                # An interrupted run: let the processes waiting for these answers ask.
+                # If this fails, they expire after LEASE seconds all the same.
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("DELETE FROM claims WHERE owner = ?", (self._owner,))
+                self._claims.clear()
             self._db.close()
             self._db = None
 
 
-def _loads(text: str) -> dict[str, Any]:
-    import json
+def _alive(host: str, pid: int, here: str) -> bool:
+    """Whether the process that took a claim may still be running.
 
+    Only a process of this machine can be checked; another machine's claim lives until it
+    expires. Windows has no harmless signal 0 (``os.kill`` would end the process).
+    """
+    if host != here or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by another user
+    return True
+
+
+def _loads(text: str) -> dict[str, Any]:
     value = json.loads(text)
     assert isinstance(value, dict)
     return value
+
+
+def _response(value: Any) -> Response:
+    """The ``Response`` a stored JSON value holds; ``ValueError`` saying why it is not one.
+
+    Stricter than ``Response.from_dict``, which converts what it is given: a cached answer
+    of the wrong shape must be a miss, not a number scored as text.
+    """
+    from ..providers.contract import Response, Usage
+
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    text = value.get("text")
+    if not isinstance(text, str):
+        raise ValueError("'text' is not a string")
+    usage = value.get("usage")
+    tokens: Usage | None = None
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise ValueError("'usage' is not an object")
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not (_count(prompt) and _count(completion)):
+            raise ValueError("'usage' does not hold two token counts")
+        tokens = Usage(prompt, completion)
+    cost = value.get("cost")
+    if cost is not None and not (_number(cost) and math.isfinite(cost) and cost >= 0):
+        raise ValueError("'cost' is not a non-negative number")
+    model = value.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ValueError("'model' is not a string")
+    return Response(text, tokens, cost, model)
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

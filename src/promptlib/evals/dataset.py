@@ -4,6 +4,11 @@ A dataset's version is the sha256 of its file's bytes. When ``<file>.dvc`` exist
 it (the file is tracked by DVC), the md5 that DVC recorded is kept too, so a run can be
 tied to the DVC-tracked version. Every row must be an object with a non-empty string
 ``id``, unique within the file; problems are reported with file and line.
+
+A suite refuses a dataset path that leads outside the project before it gets here
+(``promptlib.evals.suite``); ``load_dataset`` itself refuses a ``.dvc`` file that is a
+symlink leading out of the project (or, for a dataset outside it, out of the dataset's
+folder), naming the link and where it goes without opening it (``promptlib._paths``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import yaml
 
 from .._canonical import sha256_hex
+from .._paths import escape
 from ..errors import DatasetError
 
 __all__ = ["Dataset", "load_dataset"]
@@ -49,8 +55,11 @@ class Dataset:
         return out
 
 
-def _dvc_md5(path: Path) -> str | None:
+def _dvc_md5(path: Path, boundary: Path) -> str | None:
     dvc = path.with_name(path.name + ".dvc")
+    left = escape(boundary, dvc)
+    if left is not None:
+        raise DatasetError(str(left))
     if not dvc.is_file():
         return None
     try:
@@ -102,7 +111,7 @@ def _rows_csv(text: str, shown: str) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=32)
-def _load(path: Path, relative: str, mtime_ns: int, size: int) -> Dataset:
+def _load(path: Path, relative: str, mtime_ns: int, size: int, boundary: Path) -> Dataset:
     shown = relative
     try:
         data = path.read_bytes()
@@ -139,13 +148,14 @@ def _load(path: Path, relative: str, mtime_ns: int, size: int) -> Dataset:
             f"{shown}: the dataset has no rows; add rows (one JSON object per line, each with "
             "an 'id') or point the suite at another file"
         )
-    return Dataset(path, relative, sha256_hex(data), tuple(rows), _dvc_md5(path))
+    return Dataset(path, relative, sha256_hex(data), tuple(rows), _dvc_md5(path, boundary))
 
 
 def load_dataset(path: Path, root: Path | None = None) -> Dataset:
     """Load (and memoise, keyed by path, size and mtime) the dataset at ``path``.
 
-    ``root`` is the project folder: the dataset is recorded by its path relative to it.
+    ``root`` is the project folder: the dataset is recorded by its path relative to it
+    (absolute when it is elsewhere), and its ``.dvc`` file must not lead outside it.
     """
     try:
         stat = path.stat()
@@ -157,4 +167,8 @@ def load_dataset(path: Path, root: Path | None = None) -> Dataset:
             relative = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             relative = path.as_posix()
-    return _load(path.resolve(), relative, stat.st_mtime_ns, stat.st_size)
+    resolved = path.resolve()
+    boundary = resolved.parent
+    if root is not None and resolved.is_relative_to(root.resolve()):
+        boundary = root.resolve()
+    return _load(resolved, relative, stat.st_mtime_ns, stat.st_size, boundary)

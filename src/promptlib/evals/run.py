@@ -239,6 +239,7 @@ def run_by_provider(
     results), with the cache read-only and no provider call.
     """
     root = settings.require_root()
+    ledger.read().refuse_corrupt()  # never re-run, silently, what an unreadable line held
     if options.subset is not None and isinstance(ledger, Ledger) and ledger.record:
         ledger = replace(ledger, record=False)
     by_provider: dict[str | None, list[Suite]] = {}

@@ -17,11 +17,23 @@ Execution policy (ours, not an SDK's):
   with full-jitter exponential backoff (``base_delay * 2**n``, capped at ``max_delay``),
   waiting at least what ``Retry-After`` asked for, capped at ``max_retry_after``;
 * a failed example is recorded with its reason, never a crash; a job whose failed share
-  exceeds ``error_budget`` is not written to the ledger and makes the command exit 3; once
+  exceeds ``error_budget``, or in which every example failed (nothing was measured, even
+  with a budget of 1), is not written to the ledger and makes the command exit 3; once
   a job is past its budget its remaining examples are skipped, and after
   ``max(20, 3 * concurrency)`` provider failures in a row (a wrong URL, a server that is
   down) every remaining example is;
-* responses go through the response cache, so a re-run only makes missing calls;
+* responses go through the response cache, so a re-run only makes missing calls; cached
+  answers the cache does not trust (``evals.cache``) are asked again, and ``notes`` says so;
+  a request another process is already asking for (a claim in the cache) is waited for,
+  not asked again;
+* a reused run that recorded failed examples is completed (``retry_errors``, on by
+  default): only those examples are evaluated again, and when at least one now succeeds a
+  complete record of the same key is appended, which readers take over the first (the
+  latest record of a key wins; its time is kept after the first's). The examples that had
+  succeeded keep their recorded scores, answers and usage: they are not asked again.
+  Its ``timing`` and ``usage.cost`` add the retry's to the recorded run's (a retried
+  example's answers that had arrived before it failed, with ``--repeats``, are then
+  counted twice in the cost; so are its tokens when the recorded run kept no outputs);
 * each finished job is appended to the ledger at once, so an interrupted eval keeps them:
   its index line, a scores object (per-example scores and errors, in row order), an
   outputs object (the model's answers; unless ``keep_outputs`` is off) and the example-id
@@ -39,8 +51,8 @@ import platform
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -67,7 +79,7 @@ from ..ledger.records import (
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
-from .cache import ResponseCache
+from .cache import LEASE, ResponseCache
 from .dataset import Dataset
 from .subset import Subset
 from .suite import Suite
@@ -83,6 +95,9 @@ __all__ = [
 ]
 
 SCORE_DIGITS = 6
+
+# Seconds between looks at the cache while another process asks for an answer (jittered).
+_CLAIM_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,9 @@ class EvalOptions:
     # Evaluate a deterministic subset of each job's rows (--limit, --sample); part of the
     # run key when it drops rows.
     subset: Subset | None = None
+    # Evaluate again the failed examples of a reused run and record the completed run;
+    # --no-retry-errors keeps the recorded run as it is.
+    retry_errors: bool = True
 
 
 @dataclass
@@ -129,6 +147,43 @@ class _Example:
     completion_tokens: int = 0
     usage_known: bool = False
     cost: float | None = None
+    # An example kept from a recorded run (a retry completes the run): its recorded score
+    # and variance per metric, used as they are instead of ``scores``.
+    recorded: dict[str, tuple[float | None, float | None]] | None = None
+
+
+@dataclass(frozen=True)
+class _Carried:
+    """What the record of a retried run keeps from the recorded run it completes.
+
+    ``prompt_tokens`` and ``completion_tokens`` are the recorded totals when its examples'
+    own token counts are not known (it kept no outputs), else None. ``after`` is the
+    recorded run's time: the new record's time is later, so readers take it.
+    """
+
+    calls: int
+    cached: int
+    seconds: float
+    cost: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    after: str
+
+
+@dataclass
+class _Retry:
+    """A reused run with failed examples, being completed.
+
+    ``job`` holds only the failed rows (it is what runs); ``full`` is the planned job.
+    ``kept`` are the examples that had succeeded, as recorded.
+    """
+
+    job: Job
+    full: Job
+    record: RunRecord
+    kept: list[_Example]
+    keep_outputs: bool
+    carried: _Carried
 
 
 @dataclass
@@ -282,8 +337,14 @@ class _Runner:
         options: EvalOptions,
         on_progress: Callable[[int], None],
         on_job_done: Callable[[Job, list[_Example], float], None],
+        *,
+        retrying: frozenset[int] = frozenset(),
     ) -> None:
         self.jobs = jobs
+        # The ids of jobs that retry the failed examples of a recorded run: each of them
+        # is tried once (the error budget was spent on them already), so none is skipped
+        # for the budget; the failures-in-a-row fuse still stops a dead provider.
+        self.retrying = retrying
         self.provider = provider
         self.cache = cache
         self.options = options
@@ -343,17 +404,24 @@ class _Runner:
                 if outcome.error is not None:
                     failed[j] += 1
                     # The job cannot stay within its error budget any more: skip the rest.
-                    doomed[j] = failed[j] > budget * len(job.rows)
+                    doomed[j] = id(job) not in self.retrying and failed[j] > budget * len(job.rows)
                 remaining[j] -= 1
                 self.on_progress(1)
                 if remaining[j] == 0:
                     done = [e for e in results[j] if e is not None]
                     self.on_job_done(job, done, time.monotonic() - started[j])
 
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(LEASE / 3)
+                self.cache.renew()
+
         workers = [asyncio.create_task(worker()) for _ in range(max(1, count))]
+        beating = asyncio.create_task(heartbeat())
         try:
             await asyncio.gather(*workers)
         finally:
+            beating.cancel()
             for task in workers:
                 task.cancel()
             await self.provider.aclose()
@@ -417,11 +485,13 @@ class _Runner:
         if not self.provider.cacheable or not self.caching:
             return None
         key, material = self.cache.key(request, self.fingerprint)
-        cached = self.cache.get(key)
+        about = self._about(request)
+        cached = self.cache.get(key, about)
         if cached is None and self.legacy_fingerprint != self.fingerprint:
             # An answer cached under the schema-1 key (a fingerprint that held installed
             # versions) is the same answer: move it under the current key.
-            cached = self.cache.get(self.cache.legacy_key(request, self.legacy_fingerprint))
+            legacy = self.cache.legacy_key(request, self.legacy_fingerprint)
+            cached = self.cache.get(legacy, about)
             if cached is not None:
                 self.cache.put(key, material, cached)
         return key, material, cached
@@ -431,12 +501,43 @@ class _Runner:
         if found is None:
             return await self.call(request, outcome)
         key, material, cached = found
+        if cached is None:
+            cached = await self._claim(key, request)
         if cached is not None:
             outcome.cached += 1
             return cached
-        response = await self.call(request, outcome)
-        self.cache.put(key, material, response)
+        try:
+            response = await self.call(request, outcome)
+        except BaseException:
+            # Another process waiting for this answer asks for itself now.
+            self.cache.release(key)
+            raise
+        self.cache.put(key, material, response)  # which drops the claim
         return response
+
+    async def _claim(self, key: str, request: Request) -> Response | None:
+        """Claim ``key`` in the cache, waiting while another process asks for it.
+
+        Returns the answer when it arrived meanwhile (the other process stored it), else
+        None once the key is claimed: the caller asks the provider, then ``put``s.
+        """
+        about = self._about(request)
+        while True:
+            if self.cache.claim(key):
+                # Stored between the lookup and the claim: the claim was just dropped.
+                cached = self.cache.get(key, about)
+                if cached is not None:
+                    self.cache.release(key)
+                return cached
+            await asyncio.sleep(_CLAIM_POLL * (0.5 + self.rng.random()))
+            cached = self.cache.get(key, about)
+            if cached is not None:
+                return cached
+
+    def _about(self, request: Request) -> str:
+        """The request as a cache warning names it: prompt, example (and repeat)."""
+        about = f"{request.prompt_id} {request.example_id}"
+        return f"{about} repeat {request.repeat + 1}" if self.options.repeats > 1 else about
 
     def predict(self, job: Job) -> JobResult:
         """What running ``job`` would take, with no provider call: a ``planned`` result.
@@ -550,12 +651,14 @@ def build_run(
     origin: Provenance,
     *,
     keep_outputs: bool = True,
+    carried: _Carried | None = None,
 ) -> BuiltRun:
     """The run record of a finished job and its scores, outputs and example-id objects.
 
     Examples are in the job's row order; a failed example scores None and its reason is
     kept in the scores object's ``errors``. Means, standard errors and ``n`` cover the
-    examples that were scored.
+    examples that were scored. ``carried`` completes a recorded run (``_Retry``): its
+    totals are added, and the record's time is after the recorded run's.
     """
     by_id = {e.row_id: e for e in examples}
     ordered = [by_id[str(row["id"])] for row in job.rows if str(row["id"]) in by_id]
@@ -568,6 +671,11 @@ def build_run(
         if example.error:
             errors[str(index)] = example.error
         for name in names:
+            if example.recorded is not None and not example.error:
+                score, spread = example.recorded.get(name, (None, None))
+                scores[name].append(None if score is None else _number(score))
+                variance[name].append(None if spread is None else _number(spread))
+                continue
             values = example.scores.get(name)
             if example.error or not values:
                 scores[name].append(None)
@@ -611,8 +719,22 @@ def build_run(
         outputs_reference = encode(outputs_object)[0]
         objects[outputs_reference] = outputs_object
     costs = [e.cost for e in ordered if e.cost is not None]
+    prompt_tokens = sum(e.prompt_tokens for e in ordered)
+    completion_tokens = sum(e.completion_tokens for e in ordered)
+    calls = sum(e.calls for e in ordered)
+    cached = sum(e.cached for e in ordered)
+    if carried is not None:
+        seconds += carried.seconds
+        calls += carried.calls
+        cached += carried.cached
+        if carried.cost is not None:
+            costs.append(carried.cost)
+        if carried.prompt_tokens is not None or carried.completion_tokens is not None:
+            usage_known = True
+            prompt_tokens += carried.prompt_tokens or 0
+            completion_tokens += carried.completion_tokens or 0
     record = RunRecord(
-        time=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        time=_record_time(carried.after if carried is not None else None),
         key=job.key,
         suite=job.suite.name,
         prompt=PromptRef(
@@ -636,14 +758,10 @@ def build_run(
         examples=len(job.rows),
         results=results,
         errors=len(errors),
-        timing=Timing(
-            seconds=round(seconds, 3),
-            calls=sum(e.calls for e in ordered),
-            cached=sum(e.cached for e in ordered),
-        ),
+        timing=Timing(seconds=round(seconds, 3), calls=calls, cached=cached),
         usage=Usage(
-            prompt_tokens=sum(e.prompt_tokens for e in ordered) if usage_known else None,
-            completion_tokens=sum(e.completion_tokens for e in ordered) if usage_known else None,
+            prompt_tokens=prompt_tokens if usage_known else None,
+            completion_tokens=completion_tokens if usage_known else None,
             cost=round(math.fsum(costs), 6) if costs else None,
         ),
         provenance=origin,
@@ -653,6 +771,20 @@ def build_run(
     return BuiltRun(record, objects)
 
 
+def _record_time(after: str | None) -> str:
+    """Now, as records write it (to the second, UTC); with ``after``, at least a second
+    later than that time, so that the record sorts after the one it completes."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    if after is not None:
+        try:
+            earlier = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            earlier = None
+        if earlier is not None and earlier.tzinfo is not None and now <= earlier:
+            now = earlier.astimezone(timezone.utc) + timedelta(seconds=1)
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _evidence_problem(view: LedgerView, run: RunRecord) -> str | None:
     """Why the run's per-example scores cannot be read, or None."""
     try:
@@ -660,6 +792,81 @@ def _evidence_problem(view: LedgerView, run: RunRecord) -> str | None:
     except LedgerError as exc:
         return str(exc)
     return None
+
+
+def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: bool) -> _Retry | None:
+    """How to complete ``record``, the reused run of ``job``: its failed rows to run again.
+
+    None when every failure is a render error: the run key fixes the prompt and the
+    dataset, so the row would fail the same way again. ``LedgerError`` when the run's
+    evidence cannot be read or does not match the job's rows (the job is then evaluated
+    again in full).
+    """
+    scores = view.scores(record)
+    failed = {i for i, error in scores.errors.items() if not error.startswith("render: ")}
+    if not failed:
+        return None
+    names = [m.name for m in job.suite.metrics]
+    ids = [str(row["id"]) for row in job.rows]
+    if sorted(scores.ids) != sorted(ids):
+        raise LedgerError("its examples are not the suite's rows")
+    lengths = {len(scores.scores.get(name, ())) for name in names}
+    if scores.variance is not None:
+        lengths |= {len(scores.variance.get(name, ())) for name in names}
+    if lengths != {len(scores.ids)}:
+        raise LedgerError("its scores object does not hold a score per example and metric")
+    try:
+        outputs = view.outputs(record)
+    except LedgerError:
+        outputs = None  # not kept in git, say: the completed run keeps none either
+    if outputs is not None and (
+        list(outputs.ids) != list(scores.ids)
+        or len(outputs.outputs) != len(scores.ids)
+        or (outputs.usage is not None and len(outputs.usage) != len(scores.ids))
+    ):
+        outputs = None
+    kept: list[_Example] = []
+    for index, row_id in enumerate(scores.ids):
+        if row_id in failed:
+            continue
+        if row_id in scores.errors:  # a render error, kept as it is
+            kept.append(_Example(row_id, error=scores.errors[row_id]))
+            continue
+        example = _Example(
+            row_id,
+            recorded={
+                name: (
+                    scores.scores[name][index],
+                    scores.variance[name][index] if scores.variance is not None else None,
+                )
+                for name in names
+            },
+        )
+        if outputs is not None:
+            example.outputs = list(outputs.outputs[index])
+            tokens = outputs.usage[index] if outputs.usage is not None else None
+            if tokens is not None and len(tokens) == 2:
+                example.usage_known = True
+                example.prompt_tokens, example.completion_tokens = tokens[0], tokens[1]
+        kept.append(example)
+    own_tokens = outputs is not None and outputs.usage is not None
+    carried = _Carried(
+        calls=record.timing.calls,
+        cached=record.timing.cached,
+        seconds=record.timing.seconds,
+        cost=record.usage.cost,
+        prompt_tokens=None if own_tokens else record.usage.prompt_tokens,
+        completion_tokens=None if own_tokens else record.usage.completion_tokens,
+        after=record.time,
+    )
+    return _Retry(
+        job=replace(job, rows=[row for row in job.rows if str(row["id"]) in failed]),
+        full=job,
+        record=record,
+        kept=kept,
+        keep_outputs=keep_outputs and outputs is not None,
+        carried=carried,
+    )
 
 
 def run_jobs(
@@ -681,36 +888,56 @@ def run_jobs(
     A job for which ``needs_evidence`` is true (a comparison will read its per-example
     scores) is reused only when its scores object can be read; otherwise it is evaluated
     again and ``notes`` says why (with a ledger that records nothing, that is an error).
+    A reused run with failed examples is completed unless ``options.retry_errors`` is off
+    (see the module docstring); ``notes`` says what the retry did, and what the response
+    cache did not trust.
 
     ``dry_run`` decides reuse exactly the same way, then predicts each job that would run
-    (``_Runner.predict``: a ``planned`` result) instead of running it: no provider call,
-    nothing appended. The cache should then be opened ``read-only``.
+    (``_Runner.predict``: a ``planned`` result; for a retry, of its failed rows only)
+    instead of running it: no provider call, nothing appended. The cache should then be
+    opened ``read-only``.
     """
     notes = notes if notes is not None else []
     view = ledger.read()
     results: dict[int, JobResult] = {}
     to_run: list[Job] = []
+    retries: dict[int, _Retry] = {}
     for job in jobs:
+        name = f"{job.suite.name}/{job.prompt.id}"
         existing = None if options.fresh else view.run(job.key)
         if existing is not None and needs_evidence is not None and needs_evidence(job):
             problem = _evidence_problem(view, existing)
             if problem is not None:
                 if not ledger.record:
                     raise LedgerError(
-                        f"{job.suite.name}/{job.prompt.id}: the recorded run cannot be "
-                        f"compared: {problem}; run without --no-record to re-evaluate it"
+                        f"{name}: the recorded run cannot be compared: {problem}; run "
+                        "without --no-record to re-evaluate it"
                     )
-                notes.append(
-                    f"{job.suite.name}/{job.prompt.id}: {problem}; re-evaluated (the response "
-                    "cache keeps it cheap)"
-                )
+                notes.append(f"{name}: {problem}; re-evaluated (the response cache keeps it cheap)")
                 existing = None
+        if existing is not None and existing.errors and options.retry_errors:
+            try:
+                retry = _plan_retry(view, job, existing, options.keep_outputs)
+            except LedgerError as exc:
+                notes.append(
+                    f"{name}: the recorded run has {existing.errors} failed example(s) but "
+                    f"cannot be completed ({exc}); re-evaluated in full (the response cache "
+                    "keeps it cheap)"
+                )
+                to_run.append(job)
+                continue
+            if retry is not None:
+                retries[id(retry.job)] = retry
+                to_run.append(retry.job)
+                continue
         if existing is not None:
             results[id(job)] = JobResult(job, "reused", existing, view=view)
         else:
             to_run.append(job)
     total = sum(len(job.rows) for job in jobs)
     done = sum(len(r.job.rows) for r in results.values())
+    # The examples a retry keeps are done already.
+    done += sum(len(r.full.rows) - len(r.job.rows) for r in retries.values())
     report = on_progress or (lambda _done, _total: None)
     report(done, total)
     origin = provenance(root)
@@ -720,14 +947,31 @@ def run_jobs(
         done += count
         report(done, total)
 
+    def failure(examples: list[_Example], errors: int) -> str:
+        reasons = [e.error for e in examples if e.error]
+        first = next((r for r in reasons if not r.startswith("not run:")), reasons[0])
+        if errors <= options.error_budget * len(examples):
+            return (
+                f"{errors} of {len(examples)} examples failed, so nothing was measured "
+                f"(whatever the budget); first: {first}"
+            )
+        return (
+            f"{errors} of {len(examples)} examples failed (budget {options.error_budget:.0%}); "
+            f"first: {first}"
+        )
+
     def finished(job: Job, examples: list[_Example], seconds: float) -> None:
+        retry = retries.get(id(job))
+        if retry is not None:
+            completed(retry, examples, seconds)
+            return
         errors = sum(1 for e in examples if e.error)
         calls = sum(e.calls for e in examples)
         cached = sum(e.cached for e in examples)
         budget = options.error_budget * len(examples)
-        if examples and errors > budget:
-            reasons = [e.error for e in examples if e.error]
-            first = next((r for r in reasons if not r.startswith("not run:")), reasons[0])
+        # A run in which every example failed measured nothing, whatever the budget: its
+        # means would be zeros that read as a gate failure.
+        if examples and (errors > budget or errors == len(examples)):
             results[id(job)] = JobResult(
                 job,
                 "failed",
@@ -736,8 +980,7 @@ def run_jobs(
                 calls=calls,
                 cached=cached,
                 seconds=seconds,
-                failure=f"{errors} of {len(examples)} examples failed (budget "
-                f"{options.error_budget:.0%}); first: {first}",
+                failure=failure(examples, errors),
             )
             return
         built = build_run(
@@ -749,7 +992,7 @@ def run_jobs(
             origin,
             keep_outputs=options.keep_outputs,
         )
-        record = ledger.append(built.record, built.objects)
+        record = ledger.append(built.record, built.objects, once=True)
         assert isinstance(record, RunRecord)
         results[id(job)] = JobResult(
             job,
@@ -762,10 +1005,85 @@ def run_jobs(
             view=view,
         )
 
+    def completed(retry: _Retry, retried: list[_Example], seconds: float) -> None:
+        job, name = retry.full, f"{retry.full.suite.name}/{retry.full.prompt.id}"
+        examples = [*retry.kept, *retried]
+        fixed = sum(1 for e in retried if not e.error)
+        errors = sum(1 for e in examples if e.error)
+        calls = sum(e.calls for e in retried)
+        cached = sum(e.cached for e in retried)
+        tried = f"{name}: retried the {len(retried)} failed example(s) of its recorded run"
+        if not fixed:
+            if errors == len(examples):
+                results[id(job)] = JobResult(
+                    job,
+                    "failed",
+                    None,
+                    errors=errors,
+                    calls=calls,
+                    cached=cached,
+                    seconds=seconds,
+                    failure=failure(examples, errors),
+                )
+                return
+            notes.append(f"{tried}: none succeeded; the recorded run is kept as it was")
+            results[id(job)] = JobResult(
+                job,
+                "reused",
+                retry.record,
+                errors=errors,
+                calls=calls,
+                cached=cached,
+                seconds=seconds,
+                view=view,
+            )
+            return
+        built = build_run(
+            job,
+            examples,
+            provider,
+            options.repeats,
+            seconds,
+            origin,
+            keep_outputs=retry.keep_outputs,
+            carried=retry.carried,
+        )
+        record = ledger.append(built.record, built.objects, once=True)
+        assert isinstance(record, RunRecord)
+        kept = "recorded" if ledger.record else "reported (not recorded)"
+        notes.append(
+            f"{tried}: {fixed} now succeed, {len(retried) - fixed} still fail; the completed "
+            f"run is {kept} under the same key (--no-retry-errors keeps recorded runs as "
+            "they are)"
+        )
+        results[id(job)] = JobResult(
+            job,
+            "ran",
+            record,
+            errors=errors,
+            calls=calls,
+            cached=cached,
+            seconds=seconds,
+            view=view,
+        )
+
     if to_run:
-        runner = _Runner(to_run, provider, cache, options, progressed, finished)
-        if dry_run:
-            results.update((id(job), runner.predict(job)) for job in to_run)
-        else:
-            asyncio.run(runner.run())
+        runner = _Runner(
+            to_run,
+            provider,
+            cache,
+            options,
+            progressed,
+            finished,
+            retrying=frozenset(retries),
+        )
+        try:
+            if dry_run:
+                for job in to_run:
+                    planned = retries.get(id(job))
+                    results[id(planned.full if planned else job)] = runner.predict(job)
+            else:
+                asyncio.run(runner.run())
+        finally:
+            notes.extend(cache.take_warnings())
     return [results[id(job)] for job in jobs]

@@ -29,6 +29,10 @@ A suite file::
     provider: retrieval                         # optional; default: the configured default
     params: {temperature: 0}                    # optional generation overrides
 
+The suite file, the suites folder and the dataset must stay inside the project once every
+symlink is followed and every ``..`` applied (``promptlib._paths``): a suite or dataset that
+leads outside is refused, naming the link and where it goes, before anything is read.
+
 The suite's name is its file name without ``.yaml``. Everything that decides which rows
 are scored and how (dataset, match, where, limit, inputs, references, label_map, params,
 metrics) is part of each run's key in the ledger; ``primary`` and ``group`` only decide
@@ -45,13 +49,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .._paths import escape
 from .._yaml import KeyPath, format_key, read_yaml
 from ..errors import ConfigError, DatasetError, Problem
 from ..library.prompt import Prompt
 from .dataset import Dataset, load_dataset
 from .metrics import Metric, MetricSpec, build_metric
 
-__all__ = ["Suite", "SuiteFile", "check_suites", "load_suite", "load_suites", "select_suites"]
+__all__ = [
+    "SUITE_SCHEMA_ID",
+    "Suite",
+    "SuiteFile",
+    "check_suites",
+    "load_suite",
+    "load_suites",
+    "select_suites",
+    "suite_file_schema",
+]
+
+SUITE_SCHEMA_ID = "https://promptlib.dev/schema/suite-file-1.json"
 
 
 class SuiteFile(BaseModel):
@@ -82,6 +98,24 @@ class SuiteFile(BaseModel):
 
     provider: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+def suite_file_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one suite file, generated from ``SuiteFile``.
+
+    Editors read it through the first line of each suite file
+    (``# yaml-language-server: $schema=../../schema/suite.schema.json``); the committed copy
+    in ``schema/suite.schema.json`` must equal ``promptlib schema --suite``. It checks the
+    shape only: metric kinds, ``primary`` and ``gates`` naming a metric, and the dataset
+    path are checked when the suite loads.
+    """
+    schema = SuiteFile.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SUITE_SCHEMA_ID,
+        "title": "promptlib suite file",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
 
 
 @dataclass(frozen=True)
@@ -276,6 +310,9 @@ def load_suite(path: Path, root: Path) -> Suite:
     def fail(line: int, key: str, message: str) -> ConfigError:
         return ConfigError(problems=[Problem(shown, line, key, message)])
 
+    left = escape(root, path.absolute())
+    if left is not None:
+        raise ConfigError(problems=[left.problem()])
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -330,6 +367,14 @@ def load_suite(path: Path, root: Path) -> Suite:
             )
     if any(m.uses_references and not m.spec.reference for m in metrics) and not spec.references:
         raise fail(1, "", "its metrics compare with references; name the 'references' field")
+    left = escape(root, Path(spec.dataset))
+    if left is not None:
+        where = (
+            f"dataset {spec.dataset!r} {left.reason}"
+            if not left.link or left.shown == Path(spec.dataset).as_posix()
+            else f"dataset {spec.dataset!r}: {left}"
+        )
+        raise fail(doc.line_of(("dataset",)), "", where)
     dataset_path = (root / spec.dataset).resolve()
     if not dataset_path.is_file():
         raise fail(doc.line_of(("dataset",)), "", f"dataset {spec.dataset!r} not found")
@@ -342,6 +387,9 @@ def load_suites(root: Path) -> list[Suite]:
     ``ConfigError`` lists the problems of every broken suite file, not only the first.
     """
     folder = root / "evals" / "suites"
+    left = escape(root, folder.absolute())
+    if left is not None:
+        raise ConfigError(problems=[left.problem()])
     if not folder.is_dir():
         return []
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])

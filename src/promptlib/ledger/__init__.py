@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._paths import inside
 from ..errors import ConfigError
 from ..settings import Settings
 from .core import INDEX, OBJECTS, OUTPUTS, FullReport, Ledger
@@ -74,7 +75,11 @@ def open_project(
     holds the project's. ``record=False`` (``--no-record``) writes nothing. A project whose
     ledger is still schema 1 can be read, but a command that records must migrate it first.
     """
-    settings.require_root()
+    root = settings.require_root()
+    if write and record and settings.ledger_dir is not None and settings.ledger_dir.exists():
+        # The project's ledger, if a link leading out, would be written outside the project
+        # (``--ledger DIR`` names a folder on purpose, wherever it is).
+        inside(root, settings.ledger_dir)
     committed = _committed(settings)
     if folder is not None:
         return Ledger(folder, record=record, also_read=[committed] if committed else [])

@@ -68,20 +68,25 @@ class FullReport:
     object_problems: tuple[Problem, ...] = ()
     unreferenced: int = 0
     outputs_absent: int = 0
+    conflicts: tuple[Problem, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.index.ok and not self.object_problems
+        errors = [p for p in self.conflicts if p.severity == "error"]
+        return self.index.ok and not self.object_problems and not errors
 
     @property
     def problems(self) -> tuple[Problem, ...]:
-        return (*self.index.problems, *self.object_problems)
+        return (*self.index.problems, *self.object_problems, *self.conflicts)
 
     def summary(self) -> str:
         head = self.index.summary()
         tail = f"{self.objects} object{'s' if self.objects != 1 else ''} referenced"
         if self.object_problems:
             tail += f", {len(self.object_problems)} object problem(s)"
+        ambiguous = sum(p.severity == "error" for p in self.conflicts)
+        if ambiguous:
+            tail += f", {ambiguous} version(s) released twice with different prompts"
         if self.outputs_absent:
             tail += (
                 f", {self.outputs_absent} outputs object(s) not here (kept elsewhere or not "
@@ -105,7 +110,9 @@ class Ledger:
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
-        self.index = LineStore(self.folder / INDEX, schema=2, lock_timeout=self.lock_timeout)
+        self.index = LineStore(
+            self.folder / INDEX, schema=2, lock_timeout=self.lock_timeout, chain=True
+        )
         self.objects = ObjectStore(self.folder / OBJECTS)
         self.outputs = ObjectStore(self.folder / OUTPUTS)
 
@@ -133,7 +140,7 @@ class Ledger:
                 return RunEntry.light(record, line, where, strict=strict)
             return record
 
-        values, problems, _torn = self.index.each(keep)
+        values, problems, torn = self.index.each(keep)
         runs: list[RunEntry] = []
         releases: list[ReleaseRecord] = []
         for value in values:
@@ -159,17 +166,24 @@ class Ledger:
             problems=problems,
             source=self.where,
             schema=2,
+            torn=[(where, torn.line)] if torn is not None else [],
         )
 
     # Writing.
 
     def append(
-        self, record: RunRecord | ReleaseRecord, objects: Mapping[str, Any] | None = None
+        self,
+        record: RunRecord | ReleaseRecord,
+        objects: Mapping[str, Any] | None = None,
+        *,
+        once: bool = False,
     ) -> RunRecord | ReleaseRecord:
         """Write ``objects`` (reference -> value), then the record's index line.
 
         Returns the sealed record. With ``record=False`` nothing is written; the record is
-        sealed and added to the view all the same.
+        sealed and added to the view all the same. With ``once`` (a run), when another
+        process recorded the same run key after this ledger was read, nothing is appended
+        and that record is returned: concurrent evals of the same work record it once.
         """
         objects = dict(objects or {})
         _, values, data = prepare_objects(list(objects.values()))
@@ -181,10 +195,13 @@ class Ledger:
             for reference, encoded in data.items():
                 store = self.outputs if reference == outputs else self.objects
                 store.put_bytes(reference, encoded)
-            result: AppendResult = self.index.append(line)
+            unless = None
+            if once and isinstance(record, RunRecord):
+                unless = _recorded_by_others(record.key)
+            result: AppendResult = self.index.append(line, unless=unless)
             if result.repaired is not None:
                 self.repaired.append(result.repaired)
-            sealed = result.records[0]
+            sealed = result.records[0] if result.records else _latest_of(result.others, line)
         else:
             from .store import seal
 
@@ -245,4 +262,68 @@ class Ledger:
                 check(self.objects, item.metadata, f"{owner} metadata")
         stored = [*self.objects, *self.outputs]
         unreferenced = sum(1 for reference in stored if reference not in checked)
-        return FullReport(report, len(checked) - absent, tuple(problems), unreferenced, absent)
+        return FullReport(
+            report,
+            len(checked) - absent,
+            tuple(problems),
+            unreferenced,
+            absent,
+            conflicts=tuple(conflicts(view, str(self.index.path))),
+        )
+
+
+def _recorded_by_others(key: str) -> Any:
+    marker = f'"key":"{key}"'.encode()
+
+    def recorded(lines: bytes) -> bool:
+        return any(marker in raw and b'"kind":"run"' in raw for raw in lines.splitlines())
+
+    return recorded
+
+
+def _latest_of(lines: bytes, line: Mapping[str, Any]) -> dict[str, Any]:
+    """The last record of ``line``'s run key among ``lines`` (appended by another process)."""
+    import json
+
+    marker = f'"key":"{line["key"]}"'.encode()
+    found = [raw for raw in lines.splitlines() if marker in raw and b'"kind":"run"' in raw]
+    value = json.loads(found[-1])
+    assert isinstance(value, dict)
+    return value
+
+
+def conflicts(view: LedgerView, where: str) -> list[Problem]:
+    """Two releases of one version with different prompts (an error: which one is the
+    release is ambiguous), and run keys with several records (a warning: readers use the
+    latest, named here)."""
+    out = []
+    for version, records in view.release_conflicts().items():
+        listed = "; ".join(
+            f"{r.hash[:19] if r.hash else '?'}... recorded {r.time}, commit "
+            f"{r.git_commit[:12] if r.git_commit else 'unknown'}"
+            for r in records
+        )
+        out.append(
+            Problem(
+                where,
+                0,
+                "",
+                f"version {version} was released {len(records)} times with different prompts "
+                f"(two branches both released it?): {listed}; `eval --against v{version}` "
+                "refuses it until one record is removed and the other version released again",
+            )
+        )
+    for key, entries in view.key_conflicts().items():
+        used = entries[-1]
+        out.append(
+            Problem(
+                where,
+                0,
+                "",
+                f"run {key[:19]}... ({used.suite}/{used.prompt_id}) has {len(entries)} records; "
+                f"readers use the latest, {used.hash[:19]}... recorded {used.time} (a --fresh "
+                "or retried run, or two branches that ran the same job)",
+                "warning",
+            )
+        )
+    return out

@@ -207,17 +207,22 @@ def convert_release(record: Mapping[str, Any], into: Converted) -> ReleaseRecord
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The schema-1 records of ``path`` (envelopes and bodies checked)."""
+    records, problems, _ = _read(path)
+    return records, problems
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], list[Problem], int | None]:
     lines = LineStore(path, schema=1).read()
     records = []
     for record in lines.records:
         check_body(record, str(path))
         records.append(record)
-    return records, list(lines.problems)
+    return records, list(lines.problems), lines.torn.line if lines.torn else None
 
 
 def read_v1(path: Path, order: Order | None = None) -> LedgerView:
     """A read-only view of the schema-1 ledger at ``path`` (see the module docstring)."""
-    records, problems = read_records(path)
+    records, problems, torn = _read(path)
     converted = Converted()
     converted.problems.extend(problems)
     for record in records:
@@ -232,6 +237,7 @@ def read_v1(path: Path, order: Order | None = None) -> LedgerView:
         problems=converted.problems,
         source=str(path),
         schema=1,
+        torn=[(str(path), torn)] if torn is not None else [],
     )
 
 
@@ -254,7 +260,11 @@ class LegacyLedger:
         return self._view
 
     def append(
-        self, record: RunRecord | ReleaseRecord, objects: Mapping[str, Any] | None = None
+        self,
+        record: RunRecord | ReleaseRecord,
+        objects: Mapping[str, Any] | None = None,
+        *,
+        once: bool = False,
     ) -> RunRecord | ReleaseRecord:
         self.read().add(record, objects)
         return record

@@ -267,6 +267,9 @@ class RunRecord(_Frozen):
     scores: _Reference
     outputs: _Reference | None = None
     migrated_from: _Reference | None = None
+    # The hash of the record on the line this one was appended after (None for a first
+    # line); ``ledger verify`` reports a record whose predecessor is gone: a deleted line.
+    after: _Reference | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
@@ -297,6 +300,7 @@ class ReleaseRecord(_Frozen):
     bump: str | None = None
     prompts: dict[str, ReleasedPrompt]
     migrated_from: _Reference | None = None
+    after: _Reference | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 

@@ -21,11 +21,13 @@ The format is a contract (see DESIGN.md, "The ledger"):
   and return records sorted by ``(time, hash)``, whatever the line order.
 - A record is committed when its line, newline included, has been written and fsynced.
   A writer killed mid-write leaves a *torn* last line (no newline). Readers never accept
-  it and report it as a problem; the next append (under the lock) removes it and says so
-  in ``AppendResult.repaired``. The one exception: when the unterminated last line is a
-  whole, valid record (only the newline is missing, typically after a hand edit in an
-  editor that drops the final newline), the next append adds the newline instead of
-  deleting the record. A writer that never saw its append return may then find its record
+  it and report it as a problem; the next append (under the lock) moves its bytes aside to
+  ``<file>.torn-<line>-<sha256 prefix>`` (written and fsynced first), removes them from the
+  file and says so in ``AppendResult.repaired``: bytes are never deleted, because a torn
+  line may also be a committed record damaged by hand (one wrong final byte). When the
+  unterminated last line is a whole, valid record (only the newline is missing, typically
+  after a hand edit in an editor that drops the final newline), the next append adds the
+  newline instead. A writer that never saw its append return may then find its record
   committed; appending it again is harmless, because duplicates collapse by hash.
 - A line with a ``schema`` newer than ``SCHEMA_VERSION`` stops the reader with a
   ``LedgerError``: an old promptlib must not guess at a newer format.
@@ -53,6 +55,7 @@ import errno
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -121,7 +124,7 @@ class Torn:
             )
         return (
             f"torn last line ({self.size} bytes, no newline): an interrupted write; "
-            "the next append removes it, or delete it by hand"
+            "the next append moves it aside to a .torn file"
         )
 
 
@@ -129,20 +132,23 @@ class Torn:
 class Repair:
     """What an append did to an unterminated last line before writing.
 
-    ``action`` is ``"truncated"`` (the partial line's ``size`` bytes were removed) or
-    ``"completed"`` (a whole record lacked its newline; one was added).
+    ``action`` is ``"truncated"`` (the partial line's ``size`` bytes were moved to
+    ``saved`` and removed from the file) or ``"completed"`` (a whole record lacked its
+    newline; one was added).
     """
 
     line: int
     size: int
     action: Literal["truncated", "completed"]
+    saved: Path | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         if self.action == "completed":
             return f"line {self.line} was a complete record without a newline; added the newline"
         return (
-            f"removed a torn last line (line {self.line}, {self.size} bytes) left by an "
-            "interrupted write; it was never committed"
+            f"moved a torn last line (line {self.line}, {self.size} bytes, no newline) to "
+            f"{self.saved}: an interrupted write leaves one (it was never committed); if "
+            "it is a record damaged by hand, restore the line from git"
         )
 
 
@@ -154,6 +160,7 @@ class AppendResult:
     records: tuple[dict[str, Any], ...]
     repaired: Repair | None = None
     created: bool = False
+    others: bytes = b""
 
     @property
     def hashes(self) -> tuple[str, ...]:
@@ -432,6 +439,10 @@ class _Scan:
     duplicates: int = 0
     problems: list[Problem] = field(default_factory=list)
     torn: Torn | None = None
+    unreadable: set[str] = field(default_factory=set)
+
+
+_HASH_IN_LINE: Final = re.compile(rb'"hash":"(sha256:[0-9a-f]{64})"')
 
 
 def _scan(
@@ -454,6 +465,9 @@ def _scan(
             record, canonical = _parse_line(raw, where, number, newest)
         except _LineError as exc:
             scan.problems.append(Problem(where, number, exc.key, str(exc)))
+            # The hashes a damaged line still shows: a record appended after it is not
+            # reported as following a deleted line (the damaged line is reported already).
+            scan.unreadable.update(m.decode() for m in _HASH_IN_LINE.findall(raw))
             continue
         if not canonical:
             scan.problems.append(
@@ -479,6 +493,26 @@ def _scan(
     return scan
 
 
+def _gaps(scan: _Scan, where: str) -> list[Problem]:
+    """A record whose ``after`` names a record that is not in the file: the line before it
+    was deleted (or the file was cut). Deleting the last lines, or a line together with
+    every line that names it, leaves no trace: see docs/security.md."""
+    problems = []
+    for digest, record in scan.records.items():
+        after = record.get("after")
+        if isinstance(after, str) and after not in scan.records and after not in scan.unreadable:
+            problems.append(
+                Problem(
+                    where,
+                    scan.line_of[digest],
+                    "after",
+                    f"this record was appended after {after[:19]}..., which is not in the "
+                    "file: a line was deleted; restore the file from git",
+                )
+            )
+    return problems
+
+
 def _is_record(raw: bytes, where: str, number: int, newest: int) -> bool:
     try:
         _parse_line(raw.removesuffix(b"\r"), where, number, newest)
@@ -498,6 +532,8 @@ class LineStore:
     """The ledger file at ``path``; nothing is read or created until a method is called.
 
     ``lock_timeout`` is how long, in seconds, ``append`` waits for another writer.
+    ``chain`` makes every appended record name the hash of the record on the line before
+    it (``after``, sealed with it), so that ``verify`` can tell when a line was deleted.
     """
 
     def __init__(
@@ -506,12 +542,16 @@ class LineStore:
         *,
         schema: int = SCHEMA_VERSION,
         lock_timeout: float = 60.0,
+        chain: bool = False,
     ) -> None:
         self.path = Path(path)
         self.schema = schema
+        self.chain = chain
         self.lock_path = Path(f"{os.fspath(path)}.lock")
         self.lock_timeout = lock_timeout
         self._lock = filelock.FileLock(self.lock_path, timeout=lock_timeout)
+        # Bytes of the file this process has read or written (whole lines only).
+        self.seen = 0
 
     def __repr__(self) -> str:
         return f"LineStore({os.fspath(self.path)!r}, schema={self.schema})"
@@ -560,6 +600,8 @@ class LineStore:
                         "from git or delete it",
                     )
                 )
+        if self.chain:
+            scan.problems += _gaps(scan, self._where)
         scan.problems.sort()
         kinds = Counter(record["kind"] for record in scan.records.values())
         return VerifyReport(
@@ -573,6 +615,13 @@ class LineStore:
         )
 
     def _snapshot(self) -> bytes:
+        data = self._snapshot_bytes()
+        # Where this process's view ends: ``append(unless=...)`` looks at what others
+        # appended after it.
+        self.seen = len(data) - (len(data) - data.rfind(b"\n") - 1 if data else 0)
+        return data
+
+    def _snapshot_bytes(self) -> bytes:
         data = self._read_bytes()
         if data and not data.endswith(b"\n"):
             # An unterminated last line is either torn or an append in flight; a writer
@@ -595,7 +644,12 @@ class LineStore:
 
     # Writing.
 
-    def append(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> AppendResult:
+    def append(
+        self,
+        records: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+        *,
+        unless: Callable[[bytes], bool] | None = None,
+    ) -> AppendResult:
         """Seal ``records`` (one mapping or several) and append them, each one committed
         (written and fsynced) before the next; returns them as written.
 
@@ -603,6 +657,11 @@ class LineStore:
         nothing. An unterminated last line left by an earlier, interrupted writer is
         repaired first and reported in ``AppendResult.repaired``. ``append([])`` writes
         nothing but still repairs.
+
+        ``unless(lines)`` is called under the lock with the lines other writers appended
+        since this store last read or wrote the file; when it is true nothing is appended
+        (``AppendResult.records`` is empty and ``others`` holds those lines): concurrent
+        processes doing the same work record it once.
         """
         batch = [records] if isinstance(records, Mapping) else list(records)
         sealed: list[dict[str, Any]] = []
@@ -625,9 +684,18 @@ class LineStore:
                     if created:
                         _fsync_folder(self.path.parent)
                     repaired = self._repair(fd)
+                    if unless is not None:
+                        size = os.fstat(fd).st_size
+                        others = _read_at(fd, size - min(self.seen, size), min(self.seen, size))
+                        if others and unless(others):
+                            self.seen = size
+                            return AppendResult(self.path, (), repaired, created, others)
+                    if self.chain:
+                        sealed, lines = self._chained(fd, batch)
                     for line in lines:
                         _commit(fd, line)
                         committed += 1
+                    self.seen = os.fstat(fd).st_size
                 finally:
                     os.close(fd)
         except filelock.Timeout:
@@ -643,6 +711,29 @@ class LineStore:
             ) from exc
         return AppendResult(self.path, tuple(sealed), repaired, created)
 
+    def _chained(
+        self, fd: int, batch: list[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """``batch`` sealed again, each record naming the one before it (the caller holds
+        the lock and has repaired the last line)."""
+        size = os.fstat(fd).st_size
+        previous: str | None = None
+        if size:
+            last = _read_at(fd, size - _line_start(fd, size - 1), _line_start(fd, size - 1))
+            try:
+                value = json.loads(last)
+                previous = value.get("hash") if isinstance(value, dict) else None
+            except ValueError:
+                previous = None  # a damaged last line: verify reports it
+        sealed: list[dict[str, Any]] = []
+        for record in batch:
+            body = {key: item for key, item in record.items() if key not in ("hash", "after")}
+            if previous is not None:
+                body["after"] = previous
+            sealed.append(seal(body, self.schema))
+            previous = sealed[-1]["hash"]
+        return sealed, [(canonical_json(r) + "\n").encode("utf-8") for r in sealed]
+
     def _repair(self, fd: int) -> Repair | None:
         """Deal with an unterminated last line; the caller holds the lock."""
         size = os.fstat(fd).st_size
@@ -654,9 +745,26 @@ class LineStore:
         if _is_record(tail, self._where, number, self.schema):
             _commit(fd, b"\n")
             return Repair(number, len(tail), "completed")
+        saved = self._save_aside(tail, number)
         os.ftruncate(fd, start)
         os.fsync(fd)
-        return Repair(number, len(tail), "truncated")
+        return Repair(number, len(tail), "truncated", saved)
+
+    def _save_aside(self, data: bytes, number: int) -> Path:
+        """Keep the bytes of a torn line in a file of their own, durably, before they are
+        cut from the ledger; its name says the line and the bytes' digest."""
+        target = self.path.with_name(f"{self.path.name}.torn-{number}-{sha256_hex(data)[:12]}")
+        if target.exists() and target.read_bytes() == data:
+            return target
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _commit(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(partial, target)
+        _fsync_folder(target.parent)
+        return target
 
 
 def _open_for_append(path: Path) -> tuple[int, bool]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import LedgerError, Problem
+from ..versions import VersionError, parse_version
 from .objects import MissingObjectError
 from .records import (
     ExampleIds,
@@ -174,6 +175,10 @@ class MemoryObjects:
             ) from None
 
 
+def _released(release: ReleaseRecord) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((pid, item.fingerprint) for pid, item in release.prompts.items()))
+
+
 class LedgerView:
     """The records of one or more ledgers, read once; objects loaded lazily and kept."""
 
@@ -187,10 +192,14 @@ class LedgerView:
         problems: Sequence[Problem] = (),
         source: str = "",
         schema: int = 2,
+        torn: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.source = source
         self.schema = schema
         self.problems: tuple[Problem, ...] = tuple(problems)
+        # (file, line) of each unterminated last line: an interrupted write, not a
+        # committed record, so not a reason to stop (the next append repairs it).
+        self.torn: tuple[tuple[str, int], ...] = tuple(torn)
         self._memory = MemoryObjects()
         self._sources: list[ObjectSource] = [self._memory, *objects]
         self._outputs: list[ObjectSource] = [self._memory, *outputs]
@@ -222,6 +231,49 @@ class LedgerView:
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._releases)
+
+    def release_conflicts(self) -> dict[str, list[ReleaseRecord]]:
+        """Versions with two release records that released different prompts (two branches
+        that both released it, union-merged), each with its records, oldest first.
+
+        Records of one version that release the same fingerprints (a release recorded
+        again) are one release, not a conflict.
+        """
+        by_version: dict[Any, list[ReleaseRecord]] = {}
+        for release in self._releases:
+            try:
+                version: Any = parse_version(release.version)
+            except VersionError:
+                version = release.version
+            by_version.setdefault(version, []).append(release)
+        conflicts: dict[str, list[ReleaseRecord]] = {}
+        for records in by_version.values():
+            contents = {_released(r) for r in records}
+            if len(contents) > 1:
+                conflicts[records[-1].version] = records
+        return conflicts
+
+    def key_conflicts(self) -> dict[str, list[RunEntry]]:
+        """Run keys whose records hold different per-example scores, oldest first: a
+        ``--fresh`` re-run of a provider that answered differently, a retried run, or two
+        branches that evaluated the same job. Readers use the latest (``run``); ``ledger
+        verify`` says which. Records of a key with the same scores agree: not listed."""
+        by_key: dict[str, list[RunEntry]] = {}
+        for entry in self._entries:
+            by_key.setdefault(entry.key, []).append(entry)
+        out = {}
+        for key, entries in by_key.items():
+            if len({e.hash for e in entries}) < 2:
+                continue
+            scores = set()
+            for entry in entries:
+                try:
+                    scores.add(entry.record().scores)
+                except LedgerError:
+                    scores.add(entry.hash)  # unreadable: reported by verify's index check
+            if len(scores) > 1:
+                out[key] = sorted(entries, key=lambda e: e.order)
+        return out
 
     def run(self, key: str) -> RunRecord | None:
         """The run of ``key`` (the latest when there are several)."""
@@ -265,6 +317,33 @@ class LedgerView:
         self._sources.extend(other._sources)
         self._outputs.extend(other._outputs)
         self.problems = (*self.problems, *other.problems)
+        self.torn = (*self.torn, *other.torn)
+
+    @property
+    def corrupt(self) -> tuple[Problem, ...]:
+        """The committed lines that could not be read: every error but a torn last line."""
+        return tuple(
+            p for p in self.problems if p.severity == "error" and (p.path, p.line) not in self.torn
+        )
+
+    def refuse_corrupt(self) -> None:
+        """Raise ``LedgerError`` naming every corrupt committed line, if there is one.
+
+        A command that evaluates, compares or releases must not go on without a record it
+        cannot read: it would silently re-run (and pay for) what the record held, or compare
+        against the wrong run. ``ledger verify`` lists the same problems.
+        """
+        corrupt = self.corrupt
+        if not corrupt:
+            return
+        shown = "\n  ".join(str(p) for p in corrupt[:20])
+        more = f"\n  ... and {len(corrupt) - 20} more" if len(corrupt) > 20 else ""
+        raise LedgerError(
+            f"the ledger has {len(corrupt)} committed line(s) that cannot be read; nothing "
+            f"was run, since going on would silently re-run or misread what they held:\n  "
+            f"{shown}{more}\nRestore the file from git (`git checkout -- FILE`) or delete "
+            "the line(s); `promptlib ledger verify` lists every problem."
+        )
 
     # Objects.
 

@@ -4,7 +4,10 @@
 inside the installed wheel (``promptlib/_bundled/prompts``), or, in a source checkout,
 the repository's ``prompts/`` folder. ``load(path)`` loads a project folder (one that holds
 ``prompts/``) or a prompts folder itself. Loading fails with ``LoadError`` listing every
-problem; warnings are kept on ``Library.warnings``.
+problem; warnings are kept on ``Library.warnings``. A path that leaves the project (a
+symlinked partial, prompt or folder resolving outside it) fails every load, strict or not,
+with a ``ConfigError`` naming the link and where it leads: skipping it as one broken file
+would hide it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import LoadError, NotFoundError, Problem
+from ..errors import ConfigError, LoadError, NotFoundError, Problem
 from ..settings import Settings
 from .loader import display_path, find_prompt_files, id_for_path, scan
 from .prompt import Prompt
@@ -136,9 +139,13 @@ def load(path: str | Path | None = None, *, strict: bool = True) -> Library:
     With ``strict=False`` the prompts that load are returned and the files that do not are
     kept in ``Library.broken`` (asking for one of them raises its ``LoadError``): enough for
     read-only commands to work on the other prompts while one file is being fixed.
+
+    Either way, a path under the library that leaves the project raises ``ConfigError``.
     """
     root = bundled_prompts_dir() if path is None else library_root(Path(path))
     result = scan(root)
+    if result.outside:
+        raise ConfigError(problems=result.outside)
     if result.problems and strict:
         raise LoadError(result.problems)
     return Library(

@@ -11,6 +11,14 @@ the file schema (unknown keys, types, semver); the id against the path; each tem
 (syntax, includes, sandbox limits); variables used but not declared (errors) and declared
 but unused (warnings); the output JSON Schema; and every example, which must pass input
 validation and render.
+
+Nothing outside the project is read (``promptlib._paths``): the project is the folder
+holding the library (``prompts/``'s parent), or the library folder itself when it has
+another name. A symlink anywhere under the library that resolves outside the project
+(a partial linked to ``/proc/self/environ``, a folder linked to ``/tmp``), or a library
+folder that is such a link, is an error located at the link, naming where it leads; its
+target is never opened. Such problems are also kept on ``ScanResult.outside``, so that
+``load()`` can refuse them even when it skips broken files.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from typing import Any
 from jinja2 import nodes
 from pydantic import BaseModel, ValidationError
 
+from .._paths import Escape, escape, links_outside
 from .._yaml import Document, KeyPath, describe_coercion, format_key, read_yaml
 from ..errors import Problem, RenderError
+from ._bounds import excerpt
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
 from .prompt import Prompt, check_inputs, check_value
 from .render import ParsedTemplate, Renderer, TemplateProblem
@@ -58,7 +68,11 @@ _SEGMENT_RE = re.compile(_SEGMENT)
 
 @dataclass
 class ScanResult:
-    """Prompts that loaded, and every problem found (``problems`` are errors)."""
+    """Prompts that loaded, and every problem found (``problems`` are errors).
+
+    ``outside`` holds the problems of paths that leave the project; they are in
+    ``problems`` too.
+    """
 
     root: Path
     prompts: dict[str, Prompt] = field(default_factory=dict)
@@ -67,6 +81,7 @@ class ScanResult:
     partials: dict[str, str] = field(default_factory=dict)
     ids: dict[str, Path] = field(default_factory=dict)
     files: int = 0
+    outside: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,24 +106,63 @@ def find_prompt_files(root: Path) -> list[Path]:
     return found
 
 
+def project_of(root: Path) -> Path:
+    """The project a library folder belongs to: ``prompts/``'s parent, else the folder."""
+    absolute = Path(os.path.abspath(root))
+    return absolute.parent if absolute.name == "prompts" else absolute
+
+
+def _outside(left: Escape) -> Problem:
+    return Problem(display_path(left.path), 0, "", left.reason)
+
+
 def read_partials(root: Path) -> tuple[dict[str, str], list[Problem]]:
-    """The partials under ``root/_partials``, by name relative to it (``tone/formal.j2``)."""
-    base = root / PARTIALS_DIR
+    """The partials under ``root/_partials``, by name relative to it (``tone/formal.j2``).
+
+    A partial (or a folder of them) that is a symlink leading outside the project is not
+    read: it is a problem located at the link.
+    """
+    partials, problems, outside = _read_partials(root)
+    return partials, sorted([*problems, *outside])
+
+
+def _read_partials(root: Path) -> tuple[dict[str, str], list[Problem], list[Problem]]:
+    """The partials, the problems of the files, and the problems of paths leaving the project."""
+    project = project_of(root)
+    base = Path(os.path.abspath(root)) / PARTIALS_DIR
     partials: dict[str, str] = {}
     problems: list[Problem] = []
+    outside: list[Problem] = []
+    left = escape(project, base)
+    if left is not None:
+        return partials, problems, [_outside(left)]
     if not base.is_dir():
-        return partials, problems
+        return partials, problems, outside
     for folder, dirs, files in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = sorted(d for d in dirs if not d.startswith("."))
+        # os.walk does not enter symlinked folders: one that leads out is reported here.
+        for name in names:
+            left = escape(project, Path(folder, name))
+            if left is not None:
+                outside.append(_outside(left))
+        dirs[:] = names
         for name in sorted(files):
             if name.startswith("."):
                 continue
             path = Path(folder, name)
+            left = escape(project, path)
+            if left is not None:
+                outside.append(_outside(left))
+                continue
             try:
                 partials[path.relative_to(base).as_posix()] = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
                 problems.append(Problem(display_path(path), 0, "", f"not UTF-8 text: {exc.reason}"))
-    return partials, problems
+            except OSError as exc:
+                problems.append(
+                    Problem(display_path(path), 0, "", f"cannot read the partial: {exc.strerror}")
+                )
+    return partials, problems, outside
 
 
 def id_for_path(root: Path, path: Path) -> str | None:
@@ -166,11 +220,28 @@ class _FileCheck:
         self.warnings.append(Problem(self.shown, line, format_key(key), message, "warning"))
 
     def run(self) -> Prompt | None:
+        # A file over the size limit is refused unread: parsing YAML costs far more memory
+        # and time than the file's size.
+        limit = self.renderer.limits.max_file_bytes
         try:
-            raw = self.path.read_bytes()
+            with self.path.open("rb") as file:
+                raw = file.read(limit + 1)
+                size = os.fstat(file.fileno()).st_size
         except OSError as exc:
             self.problems.append(
                 Problem(self.shown, 0, "", f"cannot read the file: {exc.strerror}")
+            )
+            return None
+        if len(raw) > limit:
+            self.problems.append(
+                Problem(
+                    self.shown,
+                    0,
+                    "",
+                    f"the file is {max(size, len(raw)):,} bytes, over the limit of {limit:,} "
+                    "bytes for a prompt file, so it was not parsed; move large text into "
+                    "inputs or split the prompt",
+                )
             )
             return None
         try:
@@ -260,10 +331,11 @@ class _FileCheck:
             msg = msg[len("Value error, ") :]
         elif kind == "string_pattern_mismatch" and loc == ("id",):
             msg = (
-                f"{value!r} is not a valid id: use dotted lowercase segments like 'support.refund'"
+                f"{excerpt(value)} is not a valid id: use dotted lowercase segments like "
+                "'support.refund'"
             )
         elif value is not None and kind.endswith(("_type", "literal_error", "_parsing")):
-            msg = f"{msg}, got {value!r}"
+            msg = f"{msg}, got {excerpt(value)}"
         if (not loc or loc == ("template",)) and "exactly one of" in msg:
             self.error(
                 ("template",),
@@ -402,13 +474,36 @@ def scan(
     a previous scan are not checked again: their problems come from the cache, and they are
     counted in ``ids`` but not loaded into ``prompts``. Only ``validate`` uses a cache.
     """
+    given_root = Path(os.path.abspath(root))
+    project = project_of(given_root)
+    left = escape(project, given_root)
+    if left is not None:
+        # The library folder itself leads out: nothing under it is read.
+        result = ScanResult(root=given_root, outside=[_outside(left)])
+        result.problems = list(result.outside)
+        return result
     root = root.resolve()
     result = ScanResult(root=root)
-    partials, problems = read_partials(root)
+    partials, problems, outside = _read_partials(given_root)
+    found = set(outside)
     result.partials = partials
     result.problems.extend(problems)
     renderer = Renderer(partials)
-    paths = find_prompt_files(root) if files is None else [Path(f).resolve() for f in files]
+    if files is None:
+        # Every link that leads out, also where no prompt is looked for (folders the walk
+        # skips or does not enter, files of other kinds): the wheel ships all of them.
+        found.update(_outside(e) for e in links_outside(project, given_root))
+        paths = [p for p in find_prompt_files(root) if escape(project, p) is None]
+    else:
+        paths = []
+        for given in files:
+            left = escape(project, Path(os.path.abspath(given)))
+            if left is not None:
+                found.add(_outside(left))
+            else:
+                paths.append(Path(given).resolve())
+    result.outside = sorted(found)
+    result.problems.extend(result.outside)
     result.files = len(paths)
     scope = cache.scope(partials) if cache is not None else ""
     for path in paths:
@@ -541,7 +636,12 @@ def library_root_of(path: Path) -> Path:
     """The prompts folder a prompt file belongs to: its nearest ancestor named ``prompts``.
 
     A file outside any ``prompts`` folder is its own library root's child (its parent).
+    The folder is looked for in the path as written first: a symlinked prompt file keeps the
+    library it is in, where the scan can tell whether it leads out of the project.
     """
+    for parent in Path(os.path.abspath(path)).parents:
+        if parent.name == "prompts":
+            return parent.resolve()
     for parent in path.resolve().parents:
         if parent.name == "prompts":
             return parent

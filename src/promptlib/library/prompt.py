@@ -24,9 +24,10 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from .._canonical import sha256_of
 from ..errors import InputError, RenderError
 from ..versions import Version, parse_version
+from ._bounds import excerpt, input_size
 from .messages import Message
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
-from .render import ParsedTemplate, Renderer, not_given
+from .render import DEFAULT_LIMITS, ParsedTemplate, Renderer, RenderLimits, not_given
 
 __all__ = ["FINGERPRINT_FORMAT", "Message", "Prompt", "check_inputs"]
 
@@ -53,8 +54,8 @@ def _adapter(kind: str) -> TypeAdapter[Any]:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A short excerpt of ``repr(value)``: a message never quotes a large value whole."""
+    return excerpt(value, 60)
 
 
 def check_value(name: str, spec: InputSpec, value: Any) -> str | None:
@@ -71,15 +72,38 @@ def check_value(name: str, spec: InputSpec, value: Any) -> str | None:
     return None
 
 
+def _size_problem(name: str, value: Any, room: int, limits: RenderLimits) -> tuple[str | None, int]:
+    """The problem with the size of input ``name`` when the inputs so far left ``room``
+    (characters and items), and its size."""
+    size, depth = input_size(value, room, limits.max_input_depth)
+    if depth > limits.max_input_depth:
+        return (
+            f"input {name!r} is nested more than {limits.max_input_depth} levels deep; "
+            "pass flatter data",
+            size,
+        )
+    if size > room:
+        return (
+            f"input {name!r} is too large: the inputs of one render may hold at most "
+            f"{limits.max_input_size:,} characters and items together; pass less data",
+            size,
+        )
+    return None, size
+
+
 def check_inputs(
-    inputs: Mapping[str, InputSpec], values: Mapping[str, Any]
+    inputs: Mapping[str, InputSpec],
+    values: Mapping[str, Any],
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> tuple[dict[str, Any], list[str]]:
     """Validate render arguments against declared inputs (pydantic, strict types).
 
     Returns the variables to render with (declared defaults applied, ``default: null``
     included; an optional input that declares no default is left out, so that it is
     undefined in the template) and one message per problem: unknown names, missing
-    required inputs, wrong types and values outside ``enum``.
+    required inputs, values too large or too deeply nested (``limits``: checked first, in
+    time proportional to the limit, not to the value), wrong types and values outside
+    ``enum``.
     """
     problems: list[str] = []
     for name in values:
@@ -87,10 +111,14 @@ def check_inputs(
             declared = ", ".join(sorted(inputs)) or "none"
             problems.append(f"unknown input {name!r} (declared inputs: {declared})")
     variables: dict[str, Any] = {}
+    room = limits.max_input_size
     for name, spec in inputs.items():
         if name in values:
             value = values[name]
-            problem = check_value(name, spec, value)
+            problem, size = _size_problem(name, value, room, limits)
+            if problem is None:
+                room -= size
+                problem = check_value(name, spec, value)
             if problem:
                 problems.append(problem)
             variables[name] = value
@@ -245,7 +273,7 @@ class Prompt:
 
     def check_inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``values`` against the declared inputs; ``InputError`` lists every problem."""
-        variables, problems = check_inputs(self.inputs, values)
+        variables, problems = check_inputs(self.inputs, values, self._renderer.limits)
         if problems:
             raise InputError(problems, prompt_id=self.id)
         return variables

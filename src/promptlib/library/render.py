@@ -31,13 +31,22 @@ tests):
 * An optional input the caller did not give and that declares no default is passed as
   ``not_given(name)``: false in ``{% if %}``, replaced by ``default``, not ``defined``, and
   an error naming the input when printed, iterated or looked into.
-* Bounded work (``RenderLimits``): template source size, rendered output size (also for
+* Bounded work (``RenderLimits``): template source size; rendered output size (also for
   text captured by macros and ``{% set %}`` blocks; text printed inside loops and macros
-  may total at most four times the output limit, counted each time it is produced), the
-  size of any string or list built
-  by ``*``, ``+``, ``~``, ``%``, ``replace``, ``center``, ``indent``, ``format`` or a string
-  method, padding widths in format specs, and wall-clock render time, checked on every
-  loop iteration and every call. Exceeding a limit raises ``UnsafeTemplateError``.
+  may total at most four times the output limit, counted each time it is produced); the
+  size of every value a template builds: text at most the output limit, lists, tuples,
+  dicts and sets at most ``max_items`` items, integers at most ``max_int_bits`` bits.
+  Where an operation could multiply what it is given, the size is checked *before* the
+  value is built: ``*``, ``+``, ``~``, ``%``, ``**``, ``str.format``, printing or
+  converting a container to text, the filters ``center``, ``format``, ``indent``,
+  ``join``, ``pprint``, ``replace``, ``sum``, ``tojson``, ``urlize`` and ``wordwrap``,
+  and the methods ``center``, ``expandtabs``, ``join``, ``ljust``, ``replace``,
+  ``rjust``, ``to_bytes``, ``translate`` and ``zfill``; padding widths are at most
+  ``max_width``. A filter goes through at most ``max_items`` items. All the values one
+  render builds may hold at most ``max_built_bytes`` of memory, counted as they are built
+  (loops, literals and macros defined in loops included), so that a loop cannot keep
+  what it builds. Wall-clock render time is checked on every loop iteration, filter call,
+  operator and call. Exceeding a limit raises ``UnsafeTemplateError``.
 
 Caller values are data: they are passed to templates as variables and are never compiled.
 """
@@ -47,11 +56,22 @@ from __future__ import annotations
 import difflib
 import functools
 import io
+import math
+import pprint
 import re
 import string
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+    Sized,
+)
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -59,11 +79,15 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.filters import make_attrgetter
 from jinja2.idtracking import VAR_LOAD_RESOLVE
+from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, _mutable_spec
+from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
 from ..errors import RenderError, UnsafeTemplateError
+from ._bounds import line_breaks, owned_size, text_size, translated_size
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -77,12 +101,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """Upper bounds on the work one render may do."""
+    """Upper bounds on the work one render may do, and on what it is given.
+
+    ``max_input_size`` (characters and items) and ``max_input_depth`` bound the inputs of
+    one render together (``promptlib.library.prompt.check_inputs``); ``max_file_bytes`` is
+    the size of a prompt file, refused before its YAML is parsed.
+    """
 
     max_source_chars: int = 100_000
     max_output_chars: int = 1_000_000
     max_width: int = 10_000
     max_seconds: float = 2.0
+    max_items: int = 100_000
+    max_int_bits: int = 10_000
+    max_built_bytes: int = 64 * 1024 * 1024
+    max_input_size: int = 2_000_000
+    max_input_depth: int = 32
+    max_file_bytes: int = 1_000_000
 
 
 DEFAULT_LIMITS = RenderLimits()
@@ -155,7 +190,14 @@ class ParsedTemplate:
     code: str | None = field(default=None, compare=False, repr=False)
 
 
+# The render in progress on this thread: its deadline, the characters its loops and macros
+# produced and the bytes of the values it built, with their limits (set by
+# ``Renderer.render``, and removed after it). Outside a render they are absent: parsing
+# folds constant expressions by calling filters; there is no deadline then, and what
+# counts output or memory fails, so Jinja leaves that expression to run at render time.
 _state = threading.local()
+# Filter calls so far, in every thread: filters check the deadline every 16th call.
+_calls = 0
 # The nodes ``Renderer._analyse`` looks at: stores, extends, references to partials, and
 # the filters, tests and calls it checks.
 _ANALYSED = (
@@ -192,28 +234,88 @@ _NAMED_IN_ARGUMENT = {
 }
 _BUILTIN_LISTS = "https://jinja.palletsprojects.com/en/stable/templates/#list-of-builtin-{}s"
 _WIDTH_IN_SPEC = re.compile(r"(\d+)")
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
+_PERCENT_SPEC = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
+_FIELD_NAME = re.compile(r"[^.\[]*")
+_SPACES = re.compile(r"\s+")
 _SIZED_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# Methods whose arguments ``_Sandbox.call`` checks before the call (see ``_checked_call``).
+_CHECKED_METHODS = _SIZED_METHODS | {"replace", "join", "translate", "to_bytes", "fromkeys"}
+# Filters that turn their value into text first: a container's text is checked before.
+_TEXT_FILTERS = frozenset(
+    {
+        "capitalize",
+        "center",
+        "e",
+        "escape",
+        "forceescape",
+        "format",
+        "indent",
+        "lower",
+        "pprint",
+        "replace",
+        "safe",
+        "string",
+        "striptags",
+        "title",
+        "trim",
+        "truncate",
+        "upper",
+        "urlencode",
+        "urlize",
+        "wordcount",
+        "wordwrap",
+        "xmlattr",
+    }
+)
+# Filters that go through their value item by item: at most ``max_items`` items.
+_ITEM_FILTERS = frozenset(
+    {
+        "batch",
+        "dictsort",
+        "groupby",
+        "items",
+        "list",
+        "map",
+        "max",
+        "min",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "unique",
+    }
+)
+# Filters and methods that return one of the values they are given (or an item of it):
+# nothing new to check or count.
+_RETURNS_ITEM = frozenset(
+    {"attr", "cycle", "d", "default", "first", "get", "last", "max", "min", "random"}
+)
+# Text shorter than this is not charged to the memory budget when a filter, call or
+# operator returns it: it is either dropped soon, or kept in a list, dict or namespace,
+# which counts it (``owned_size``).
+_SMALL = 1024
+# Values whose text needs no check when printed: text is checked when it is built, and
+# these others are short (as are integers below 2**64).
+_SHORT_TEXT = frozenset({str, float, bool, type(None)})
+# Memory charged for objects that nothing else counts: a loop (its context and iterator)
+# and a macro, caller or imported module defined anew on every pass of a loop or macro.
+_LOOP_BYTES = 512
+_DEFINITION_BYTES = 2048
+_MB = 1024 * 1024
+# Jinja's parser and code generator recurse once per level of nesting (about 60 levels fit).
+_TOO_DEEP = "the template nests expressions too deeply; split it with {% set %} or a macro"
 # Shared by the many plain-text templates of a library (fewer objects to keep and collect).
 _NOTHING: frozenset[str] = frozenset()
 # Line breaks as Jinja's lexer recognises them (``jinja2.lexer.newline_re``).
 _NEWLINES = re.compile(r"(\r\n|\r|\n)")
 
 
-def _count_output(value: Any) -> str:
-    text = str(value)
-    produced = getattr(_state, "produced", 0) + len(text)
-    _state.produced = produced
-    if produced > _state.max_produced:
-        raise UnsafeTemplateError(
-            f"loops and macros produced over {_state.max_produced:,} characters; "
-            "the template repeats too much text"
-        )
-    return text
-
-
 def _budget_deadline() -> float:
-    return getattr(_state, "deadline", float("inf"))
+    return getattr(_state, "deadline", math.inf)
 
 
 def _tick() -> None:
@@ -224,12 +326,22 @@ def _tick() -> None:
         )
 
 
-def _sized(value: Any, limit: int, what: str) -> Any:
-    if isinstance(value, str | list | tuple) and len(value) > limit:
+def _charge(size: int) -> None:
+    """Count ``size`` bytes against the memory budget of the render in progress."""
+    built = _state.built + size
+    _state.built = built
+    if built > _state.max_built:
         raise UnsafeTemplateError(
-            f"{what} would produce {len(value):,} items, over the limit of {limit:,}"
+            f"the template built values of over {_state.max_built / _MB:,.0f} MB in one "
+            "render; build or keep less in its loops and macros"
         )
-    return value
+
+
+@jinja2.pass_context
+def _charge_definition(context: Any, size: int) -> None:
+    """``_charge`` from a statement the template runs (context-passing, so that Jinja's
+    optimiser never calls it while compiling)."""
+    _charge(size)
 
 
 class _Guarded:
@@ -238,6 +350,7 @@ class _Guarded:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[Any]) -> None:
+        _charge(_LOOP_BYTES)
         self._items = items
 
     def __iter__(self) -> Iterator[Any]:
@@ -249,6 +362,69 @@ class _Guarded:
 
     def __len__(self) -> int:
         return len(self._items)  # type: ignore[arg-type]
+
+
+def _counted(items: Iterator[Any], limit: int, what: str) -> Iterator[Any]:
+    """``items``, refusing to go past ``limit`` of them, checking the deadline as it goes."""
+    deadline = _budget_deadline()
+    for index, item in enumerate(items):
+        if index >= limit:
+            raise UnsafeTemplateError(
+                f"{what} would go through over {limit:,} items; filter or slice the data first"
+            )
+        if not index & 1023 and time.monotonic() > deadline:
+            _tick()
+        yield item
+
+
+class _Concatenation:
+    """The start of ``sum(items, start=[])``: each ``+`` extends one list in place.
+
+    Python's ``sum`` would copy the growing list at every step (quadratic time); this
+    gives the same result, and the same ``TypeError`` for an item of another type.
+    """
+
+    __slots__ = ("_items", "_kind", "_limit")
+
+    def __init__(self, start: list[Any] | tuple[Any, ...], limit: int) -> None:
+        self._kind = type(start)
+        self._items = list(start)
+        self._limit = limit
+
+    def __add__(self, other: Any) -> _Concatenation:
+        if not isinstance(other, self._kind):
+            kind = self._kind.__name__
+            raise TypeError(f'can only concatenate {kind} (not "{type(other).__name__}") to {kind}')
+        if len(self._items) + len(other) > self._limit:
+            raise UnsafeTemplateError(
+                f"sum would build a list of over {self._limit:,} items; sum fewer items"
+            )
+        self._items.extend(other)
+        return self
+
+    @property
+    def value(self) -> list[Any] | tuple[Any, ...]:
+        return tuple(self._items) if issubclass(self._kind, tuple) else self._items
+
+
+class _BoundedText(io.StringIO):
+    """A text buffer that refuses to grow past ``limit`` characters and checks the render
+    deadline as it is written (pretty-printing is Python code that can run long)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+        self._room = limit + 1  # and the final newline of ``PrettyPrinter.pprint``
+
+    def write(self, text: str) -> int:
+        if time.monotonic() > _state.deadline:
+            _tick()
+        self._room -= len(text)
+        if self._room < 0:
+            raise UnsafeTemplateError(
+                f"pprint would build over {self._limit:,} characters; print less data"
+            )
+        return super().write(text)
 
 
 class _PartialLoader(jinja2.BaseLoader):
@@ -289,12 +465,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
         for name in ("lipsum", "cycler", "joiner"):
             self.globals.pop(name, None)
-        self.filters["_promptlib_guard"] = _Guarded
-        self.filters["_promptlib_sized"] = lambda value: _sized(
-            value, limits.max_output_chars, "joining text with ~"
-        )
-        self.filters["_promptlib_out"] = _count_output
         self._wrap_filters()
+        self.filters.update(
+            _promptlib_guard=_Guarded,
+            _promptlib_concat=self._concat,
+            _promptlib_print=self._print,
+            _promptlib_out=self._count_output,
+            _promptlib_literal=self._literal,
+            _promptlib_slice=lambda value: self._built(value, "slicing"),
+            _promptlib_charge=_charge_definition,
+        )
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as a plain dict: the environment's, then ``d``'s.
@@ -306,7 +486,82 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         """
         return {**self.globals, **(d or {})}
 
-    # -- size checks on the operations that can build large values -------------------
+    # -- the size of what a template builds ---------------------------------------------
+
+    def _check_text(self, value: Any, what: str) -> None:
+        """Refuse to turn ``value`` into text that would pass the output limit."""
+        limit = self.limits.max_output_chars
+        if text_size(value, limit) > limit:
+            raise UnsafeTemplateError(
+                f"{what} would write out over {limit:,} characters; "
+                "print or join fewer or shorter items"
+            )
+
+    def _built(self, value: Any, what: str) -> Any:
+        """Check the size of a value ``what`` built, and count the memory it holds."""
+        limits = self.limits
+        if isinstance(value, str | bytes | bytearray):
+            if len(value) > limits.max_output_chars:
+                raise UnsafeTemplateError(
+                    f"{what} would build {len(value):,} characters, over the limit of "
+                    f"{limits.max_output_chars:,}"
+                )
+            if len(value) >= _SMALL:
+                _charge(sys.getsizeof(value))
+        elif isinstance(value, list | tuple | dict | set | frozenset):
+            if len(value) > limits.max_items:
+                raise UnsafeTemplateError(
+                    f"{what} would build {len(value):,} items, over the limit of "
+                    f"{limits.max_items:,}"
+                )
+            _charge(owned_size(value))
+        elif isinstance(value, int):
+            if value.bit_length() > limits.max_int_bits:
+                raise UnsafeTemplateError(
+                    f"{what} would build an integer of {value.bit_length():,} bits, over the "
+                    f"limit of {limits.max_int_bits:,}"
+                )
+        elif isinstance(value, Namespace):
+            _charge(owned_size(value))
+        return value
+
+    def _print(self, value: Any) -> Any:
+        """A value printed by ``{{ }}``, checked before ``str()`` writes it out."""
+        kind = type(value)
+        if kind not in _SHORT_TEXT and not (kind is int and value.bit_length() < 64):
+            self._check_text(value, "printing a value")
+        return value
+
+    def _count_output(self, value: Any) -> str:
+        """A value printed inside a loop or macro: checked, written out and counted each
+        time it is produced."""
+        text = value if type(value) is str else str(self._print(value))
+        state = _state
+        produced = state.produced + len(text)
+        state.produced = produced
+        if produced > state.max_produced:
+            raise UnsafeTemplateError(
+                f"loops and macros produced over {state.max_produced:,} characters; "
+                "the template repeats too much text"
+            )
+        return text
+
+    def _concat(self, parts: tuple[Any, ...]) -> str:
+        """``a ~ b ~ ...``: the parts joined as text, once their total size is checked."""
+        limit = self.limits.max_output_chars
+        total = 0
+        for part in parts:
+            total += len(part) if type(part) is str else text_size(part, limit - total)
+            if total > limit:
+                raise UnsafeTemplateError(
+                    f"joining text with ~ would build over {limit:,} characters"
+                )
+        return self._built("".join([str(part) for part in parts]), "joining text with ~")  # type: ignore[no-any-return]
+
+    def _literal(self, value: Any) -> Any:
+        """A list, tuple or dict written in the template, evaluated (counted each time)."""
+        _charge(owned_size(value, literal=True))
+        return value
 
     def concat(self, pieces: Iterable[str]) -> str:
         """Join captured output (macros, set blocks) after checking its total size."""
@@ -317,39 +572,58 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"captured output of {total:,} characters is over the limit of "
                 f"{self.limits.max_output_chars:,}"
             )
-        return "".join(pieces)
+        text = "".join(pieces)
+        _charge(sys.getsizeof(text))
+        return text
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        limit = self.limits.max_output_chars
+        if time.monotonic() > _state.deadline:
+            _tick()
+        limits = self.limits
         if operator == "*":
             for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > limit
-                ):
-                    raise UnsafeTemplateError(
-                        f"repeating a value {count:,} times would exceed the limit of "
-                        f"{limit:,} items"
+                if isinstance(seq, str | bytes | list | tuple) and isinstance(count, int):
+                    most = (
+                        limits.max_output_chars
+                        if isinstance(seq, str | bytes)
+                        else limits.max_items
                     )
+                    if len(seq) * count > most:
+                        raise UnsafeTemplateError(
+                            f"repeating a value {count:,} times would exceed the limit of "
+                            f"{most:,} items"
+                        )
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > limits.max_int_bits + 1
+            ):
+                raise UnsafeTemplateError(
+                    "multiplying would build an integer of about "
+                    f"{left.bit_length() + right.bit_length():,} bits, over the limit of "
+                    f"{limits.max_int_bits:,}"
+                )
         elif operator == "**":
             if (
                 isinstance(left, int)
                 and isinstance(right, int)
                 and right > 0
-                and left.bit_length() * right > 10_000
+                and left.bit_length() * right > limits.max_int_bits
             ):
                 raise UnsafeTemplateError("exponent too large for a template")
         elif operator == "%" and isinstance(left, str):
-            self._check_percent(left)
+            self._check_percent(left, right)
         elif (
             operator == "+"
-            and isinstance(left, str | list | tuple)
-            and isinstance(right, str | list | tuple)
-            and len(left) + len(right) > limit
+            and isinstance(left, str | bytes | list | tuple)
+            and isinstance(right, str | bytes | list | tuple)
         ):
-            raise UnsafeTemplateError(f"joining values would exceed the limit of {limit:,} items")
-        return self.binop_table[operator](left, right)
+            most = limits.max_output_chars if isinstance(left, str | bytes) else limits.max_items
+            if len(left) + len(right) > most:
+                raise UnsafeTemplateError(
+                    f"joining values would exceed the limit of {most:,} items"
+                )
+        return self._built(self.binop_table[operator](left, right), f"the {operator} operator")
 
     def _check_width(self, width: Any, what: str) -> None:
         if isinstance(width, int) and width > self.limits.max_width:
@@ -357,96 +631,378 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"{what} width {width:,} is over the limit of {self.limits.max_width:,}"
             )
 
-    def _check_percent(self, fmt: str) -> None:
+    def _check_percent(self, fmt: str, args: Any = ()) -> None:
+        """Widths in a ``%`` format, then the size of ``fmt % args``, before it is built."""
+        limit = self.limits.max_output_chars
+        positional = args if isinstance(args, tuple) else (args,)
+        mapping = args if isinstance(args, Mapping) else None
+        index = 0
+        total = len(fmt)
         for match in _PERCENT_SPEC.finditer(fmt):
-            for part in match.groups():
+            key, width, precision, conversion = match.groups()
+            for part in (width, precision):
                 if part == "*":
                     raise UnsafeTemplateError("'*' widths in % formats are not allowed")
                 if part:
                     self._check_width(int(part), "format")
+            if conversion == "%":
+                continue
+            if key is not None:
+                value = mapping.get(key) if mapping is not None else None
+            else:
+                value = positional[index] if index < len(positional) else None
+                index += 1
+            total += text_size(value, limit - total) + int(width or 0) + int(precision or 0)
+            if total > limit:
+                raise UnsafeTemplateError(
+                    f"formatting with % would build over {limit:,} characters"
+                )
 
-    def _check_format_string(self, fmt: str) -> None:
+    def _format_fields(self, fmt: str) -> list[tuple[str, str]]:
+        """The replacement fields of a ``str.format`` string (name, spec), checked."""
         try:
             parsed = list(string.Formatter().parse(fmt))
         except ValueError as exc:
             raise UnsafeTemplateError(f"invalid format string: {exc}") from None
-        for _literal, _field, spec, _conversion in parsed:
-            if not spec:
-                continue
-            if "{" in spec:
-                raise UnsafeTemplateError("nested fields in format specs are not allowed")
-            for number in _WIDTH_IN_SPEC.findall(spec):
-                self._check_width(int(number), "format")
+        fields: list[tuple[str, str]] = []
+        for _literal, name, spec, _conversion in parsed:
+            if spec:
+                if "{" in spec:
+                    raise UnsafeTemplateError("nested fields in format specs are not allowed")
+                for number in _WIDTH_IN_SPEC.findall(spec):
+                    self._check_width(int(number), "format")
+            if name is not None:
+                fields.append((name, spec or ""))
+        return fields
+
+    def _check_format(
+        self, fmt: str, fields: list[tuple[str, str]], args: Sequence[Any], kwargs: Any
+    ) -> None:
+        """The size of ``fmt.format(*args, **kwargs)``, before it is built."""
+        limit = self.limits.max_output_chars
+        total = len(fmt)
+        automatic = 0
+        for reference, spec in fields:
+            name = _FIELD_NAME.match(reference).group()  # type: ignore[union-attr]
+            key: int | str
+            if not name:
+                key, automatic = automatic, automatic + 1
+            else:
+                key = int(name) if name.isdigit() else name
+            try:
+                value = args[key] if isinstance(key, int) else kwargs[key]
+            except (LookupError, TypeError):
+                continue  # the call itself reports it
+            total += text_size(value, limit - total)
+            total += sum(int(number) for number in _WIDTH_IN_SPEC.findall(spec))
+            if total > limit:
+                raise UnsafeTemplateError(f"str.format would build over {limit:,} characters")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapper = super().wrap_str_format(value)
         if wrapper is None:
             return None
         fmt: str = value.__self__
-        self._check_format_string(fmt)
-        limit = self.limits.max_output_chars
+        fields = self._format_fields(fmt)
+        mapping = value.__name__ == "format_map"
 
         def bounded(*args: Any, **kwargs: Any) -> str:
-            return _sized(wrapper(*args, **kwargs), limit, "str.format")  # type: ignore[no-any-return]
+            if mapping and len(args) == 1 and not kwargs:
+                self._check_format(fmt, fields, (), args[0])
+            else:
+                self._check_format(fmt, fields, args, kwargs)
+            return self._built(wrapper(*args, **kwargs), "str.format")  # type: ignore[no-any-return]
 
         return bounded
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if time.monotonic() > _budget_deadline():
+        if time.monotonic() > _state.deadline:
             _tick()
         name = getattr(__obj, "__name__", None)
-        if name in _SIZED_METHODS and isinstance(getattr(__obj, "__self__", None), str):
-            for arg in (*args, *kwargs.values()):
-                __self._check_width(arg, f"str.{name}")
-        elif name == "replace" and isinstance(getattr(__obj, "__self__", None), str):
-            _check_replace(__obj.__self__, *args[:2], limit=__self.limits.max_output_chars)
+        if name in _CHECKED_METHODS:
+            args = __self._checked_call(name, getattr(__obj, "__self__", None), args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        return _sized(result, __self.limits.max_output_chars, f"calling {name or 'a function'}")
+        if name in _RETURNS_ITEM:
+            return result
+        return __self._built(result, f"calling {name or 'a function'}")
+
+    def _checked_call(
+        self, name: str, owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        """Check the arguments of a method that can build a large value from small ones;
+        return the arguments to call it with (an iterable to join, read once)."""
+        limits = self.limits
+        limit = limits.max_output_chars
+        if not isinstance(owner, str | bytes | bytearray):
+            if name == "to_bytes" and isinstance(owner, int):
+                length = args[0] if args else kwargs.get("length", 1)
+                if isinstance(length, int) and length > limit:
+                    raise UnsafeTemplateError(
+                        f"int.to_bytes length {length:,} is over the limit of {limit:,}"
+                    )
+            elif (
+                name == "fromkeys"
+                and args
+                and isinstance(args[0], Sized)
+                and len(args[0]) > limits.max_items
+            ):
+                raise UnsafeTemplateError(
+                    f"dict.fromkeys would build {len(args[0]):,} items, over the limit "
+                    f"of {limits.max_items:,}"
+                )
+            return args
+        if name in _SIZED_METHODS:
+            for arg in (*args, *kwargs.values()):
+                self._check_width(arg, f"str.{name}")
+            if name == "expandtabs":
+                size = (args or (kwargs.get("tabsize", 8),))[0]
+                tab = "\t" if isinstance(owner, str) else b"\t"
+                if isinstance(size, int) and len(owner) + owner.count(tab) * size > limit:  # type: ignore[arg-type]
+                    raise UnsafeTemplateError(
+                        f"str.expandtabs would build over {limit:,} characters"
+                    )
+        elif name == "replace":
+            count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+            _check_replace(owner, *args[:2], limit=limit, count=count)
+        elif name == "join" and args:
+            items = list(args[0])
+            sep = len(owner) * max(len(items) - 1, 0)
+            total = sep
+            for item in items if sep <= limit else ():
+                total += len(item) if isinstance(item, str | bytes) else text_size(item, limit)
+                if total > limit:
+                    break
+            if total > limit:
+                raise UnsafeTemplateError(f"str.join would build over {limit:,} characters")
+            return (items, *args[1:])
+        elif (
+            name == "translate"
+            and isinstance(owner, str)
+            and args
+            and translated_size(owner, args[0], limit) > limit
+        ):
+            raise UnsafeTemplateError(f"str.translate would build over {limit:,} characters")
+        return args
 
     def _wrap_filters(self) -> None:
+        """Every filter checks the deadline and the size of what it builds; the filters
+        that can build more than they are given check the size first."""
         filters = self.filters
-        limit = self.limits.max_output_chars
-        center, indent, fmt, replace = (
-            filters["center"],
-            filters["indent"],
-            filters["format"],
-            filters["replace"],
-        )
-        batch, slice_ = filters["batch"], filters["slice"]
+        limits = self.limits
+        limit = limits.max_output_chars
+        original = dict(filters)
 
-        def safe_center(value: Any, width: int = 80) -> str:
+        def center(value: Any, width: int = 80) -> str:
             self._check_width(width, "center")
-            return center(value, width)  # type: ignore[no-any-return]
+            return original["center"](value, width)  # type: ignore[no-any-return]
 
-        def safe_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
-            self._check_width(width if isinstance(width, int) else len(str(width)), "indent")
-            return _sized(indent(value, width, *args, **kwargs), limit, "indent")  # type: ignore[no-any-return]
+        def indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> str:
+            step = width if isinstance(width, int) else len(str(width))
+            self._check_width(step, "indent")
+            text = value if isinstance(value, str) else str(value)
+            if len(text) + (line_breaks(text) + 2) * step > limit:
+                raise UnsafeTemplateError(
+                    f"indent would build over {limit:,} characters; indent less text"
+                )
+            return original["indent"](value, width, *args, **kwargs)  # type: ignore[no-any-return]
 
-        def safe_format(value: Any, *args: Any, **kwargs: Any) -> str:
-            self._check_percent(str(value))
-            return _sized(fmt(value, *args, **kwargs), limit, "format")  # type: ignore[no-any-return]
+        def format_(value: Any, *args: Any, **kwargs: Any) -> str:
+            self._check_percent(str(value), kwargs or args)
+            return original["format"](value, *args, **kwargs)  # type: ignore[no-any-return]
 
-        def safe_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> str:
-            _check_replace(str(value), old, new, limit=limit)
-            return replace(eval_ctx, value, old, new, count)  # type: ignore[no-any-return]
+        @jinja2.pass_eval_context
+        def replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: Any = None) -> str:
+            _check_replace(str(value), old, new, limit=limit, count=count)
+            return original["replace"](eval_ctx, value, old, new, count)  # type: ignore[no-any-return]
 
-        def safe_batch(value: Any, linecount: int, *args: Any) -> Any:
+        def batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
             self._check_width(linecount, "batch")
-            return batch(value, linecount, *args)
+            return original["batch"](value, linecount, fill_with)
 
-        def safe_slice(value: Any, slices: int, *args: Any) -> Any:
+        @jinja2.pass_eval_context
+        def slice_(eval_ctx: Any, value: Any, slices: int, fill_with: Any = None) -> Any:
             self._check_width(slices, "slice")
-            return slice_(value, slices, *args)
+            return original["slice"](eval_ctx, value, slices, fill_with)
 
-        safe_replace.jinja_pass_arg = jinja2.utils._PassArg.eval_context  # type: ignore[attr-defined]
-        filters.update(
-            center=safe_center,
-            indent=safe_indent,
-            format=safe_format,
-            replace=safe_replace,
-            batch=safe_batch,
-            slice=safe_slice,
-        )
+        @jinja2.pass_eval_context
+        def join(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> str:
+            if attribute is not None:
+                value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+            items = list(value)
+            total = text_size(d, limit) * max(len(items) - 1, 0)
+            for item in items if total <= limit else ():
+                total += len(item) if type(item) is str else text_size(item, limit - total)
+                if total > limit:
+                    break
+            if total > limit:
+                raise UnsafeTemplateError(
+                    f"join would build over {limit:,} characters; join fewer or shorter items"
+                )
+            return original["join"](eval_ctx, items, d)  # type: ignore[no-any-return]
+
+        @jinja2.pass_environment
+        def sum_(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+            if isinstance(start, list | tuple):
+                total = original["sum"](
+                    environment, iterable, attribute, _Concatenation(start, limits.max_items)
+                )
+                return total.value if isinstance(total, _Concatenation) else total
+            return original["sum"](environment, iterable, attribute, start)
+
+        @jinja2.pass_eval_context
+        def tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Any:
+            step = indent if isinstance(indent, int) else len(indent or "")
+            self._check_width(step, "tojson indent")
+            if text_size(value, limit, indent=step) > limit:
+                raise UnsafeTemplateError(
+                    f"tojson would build over {limit:,} characters; pass less data"
+                )
+            return original["tojson"](eval_ctx, value, indent)
+
+        def pprint_(value: Any) -> str:
+            stream = _BoundedText(limit)
+            pprint.PrettyPrinter(stream=stream).pprint(value)
+            return stream.getvalue()[:-1]
+
+        @jinja2.pass_environment
+        def wordwrap(
+            environment: Any,
+            value: Any,
+            width: int = 79,
+            break_long_words: bool = True,
+            wrapstring: Any = None,
+            break_on_hyphens: bool = True,
+        ) -> str:
+            text = value if isinstance(value, str) else str(value)
+            if isinstance(width, int) and width > 0:
+                joint = environment.newline_sequence if wrapstring is None else wrapstring
+                lines = line_breaks(text) + 2 + 2 * len(text) // width
+                if len(text) + lines * text_size(joint, limit) > limit:
+                    raise UnsafeTemplateError(
+                        f"wordwrap would build over {limit:,} characters; wrap less text"
+                    )
+            return original["wordwrap"](  # type: ignore[no-any-return]
+                environment, value, width, break_long_words, wrapstring, break_on_hyphens
+            )
+
+        @jinja2.pass_eval_context
+        def urlize(eval_ctx: Any, value: Any, *args: Any, **kwargs: Any) -> str:
+            text = value if isinstance(value, str) else str(value)
+            words = len(_SPACES.findall(text)) + 1
+            if words > limits.max_items:
+                raise UnsafeTemplateError(
+                    f"urlize would go through {words:,} words, over the limit of "
+                    f"{limits.max_items:,}"
+                )
+            extra = sum(text_size(arg, limit) for arg in (*args, *kwargs.values()))
+            if len(text) + words * extra > limit:
+                raise UnsafeTemplateError(f"urlize would build over {limit:,} characters")
+            return original["urlize"](eval_ctx, value, *args, **kwargs)  # type: ignore[no-any-return]
+
+        special: dict[str, Callable[..., Any]] = {
+            "batch": batch,
+            "center": center,
+            "format": format_,
+            "indent": indent,
+            "join": join,
+            "pprint": pprint_,
+            "replace": replace,
+            "slice": slice_,
+            "sum": sum_,
+            "tojson": tojson,
+            "urlize": urlize,
+            "wordwrap": wordwrap,
+        }
+        for name, func in original.items():
+            filters[name] = self._guard_filter(name, special.get(name, func))
+
+    def _guard_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` checking the deadline, the size of its value (a filter that makes it
+        text, or goes through its items) and of what it returns.
+
+        Filters run thousands of times per render in loops: the common case (text in,
+        short text out) costs a counter, two type checks and a length, and looks at the
+        clock every 16th call; any other result is checked, and the clock looked at, each
+        time.
+        """
+        pass_arg = getattr(func, "jinja_pass_arg", None)
+        at = 0 if pass_arg is None else 1
+        quiet = name in _RETURNS_ITEM
+        built, check_text = self._built, self._check_text
+        what = f"the {name} filter"
+
+        def returned(args: tuple[Any, ...], result: Any) -> Any:
+            # Anything but short text may have taken long to build: check the clock now.
+            _tick()
+            if quiet or (len(args) > at and result is args[at]):
+                return result
+            return built(result, what)
+
+        if name in _TEXT_FILTERS:
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                global _calls
+                _calls += 1
+                if not _calls & 15:
+                    _tick()
+                if type(args[at]) is not str:
+                    check_text(args[at], what)
+                result = func(*args, **kwargs)
+                if type(result) is str and len(result) < _SMALL:
+                    return result
+                return returned(args, result)
+
+        elif name in _ITEM_FILTERS:
+            checked = self._item_check(name, at)
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                global _calls
+                _calls += 1
+                if not _calls & 15:
+                    _tick()
+                args = checked(args)
+                return returned(args, func(*args, **kwargs))
+
+        else:
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                global _calls
+                _calls += 1
+                if not _calls & 15:
+                    _tick()
+                result = func(*args, **kwargs)
+                if type(result) is str and len(result) < _SMALL:
+                    return result
+                return returned(args, result)
+
+        if pass_arg is not None:
+            guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+        return guarded
+
+    def _item_check(self, name: str, at: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+        """What checks the value (argument ``at``) of a filter that goes through its items,
+        before the filter runs; it returns the arguments to call the filter with."""
+        what = f"the {name} filter"
+        most = self.limits.max_items
+
+        def checked(args: tuple[Any, ...]) -> tuple[Any, ...]:
+            value = args[at] if len(args) > at else None
+            if isinstance(value, Iterator):
+                # Read lazily, as the filter would, but at most ``most`` items.
+                return (*args[:at], _counted(value, most, what), *args[at + 1 :])
+            if (
+                isinstance(value, Sized)
+                and not isinstance(value, Undefined)
+                and len(value) > most
+                and not (name == "reverse" and isinstance(value, str))
+            ):
+                raise UnsafeTemplateError(
+                    f"{what} would go through {len(value):,} items, over the limit of "
+                    f"{most:,}; filter or slice the data first"
+                )
+            return args
+
+        return checked
 
     # -- parsing: every loop gets a deadline check --------------------------------------
 
@@ -505,10 +1061,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 class _Bounded(NodeTransformer):
     """Rewrites a template so that its work is bounded.
 
-    Loops check the deadline on every iteration; ``~`` checks the size of what it builds;
-    and every expression printed inside a loop or macro body counts its characters, so that
-    text captured by ``{% set %}`` blocks and macros cannot grow without limit before it is
-    joined.
+    Loops check the deadline on every iteration; ``~`` checks the size of what it would
+    build before joining; every expression printed inside a loop or macro body counts its
+    characters, so that text captured by ``{% set %}`` blocks and macros cannot grow
+    without limit before it is joined. Lists, tuples and dicts written in the template,
+    slices, and macros, callers and modules defined inside a loop or macro count the
+    memory they hold, so that a loop cannot keep an ever longer chain of them.
     """
 
     def __init__(self) -> None:
@@ -521,37 +1079,85 @@ class _Bounded(NodeTransformer):
         self.added.append(guard)
         return guard
 
+    def _visit_all(self, children: list[nodes.Node]) -> list[nodes.Node]:
+        out: list[nodes.Node] = []
+        for child in children:
+            visited = self.visit(child)
+            if isinstance(visited, list):
+                out.extend(visited)
+            else:
+                out.append(visited)
+        return out
+
+    def _charged(self, node: nodes.Node) -> nodes.Node | list[nodes.Node]:
+        """``node``, a definition; run anew on every pass of a loop or macro, it is
+        preceded by a statement that charges what it keeps alive."""
+        if not self.repeating:
+            return node
+        size = nodes.Const(_DEFINITION_BYTES, lineno=node.lineno)
+        charge = nodes.ExprStmt(self._guard(size, "_promptlib_charge"), lineno=node.lineno)
+        self.added.extend((size, charge))
+        return [charge, node]
+
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node.iter = self.visit(node.iter)
         self.repeating += 1
-        node.body = [self.visit(child) for child in node.body]
-        node.else_ = [self.visit(child) for child in node.else_]
+        node.body = self._visit_all(node.body)
+        node.else_ = self._visit_all(node.else_)
         self.repeating -= 1
         if node.test is not None:
             node.test = self.visit(node.test)
         node.iter = self._guard(node.iter, "_promptlib_guard", node.lineno)
         return node
 
-    def visit_Macro(self, node: nodes.Macro) -> nodes.Node:
+    def visit_Macro(self, node: nodes.Macro) -> nodes.Node | list[nodes.Node]:
+        charged = self._charged(node)
         self.repeating += 1
         self.generic_visit(node)
         self.repeating -= 1
-        return node
+        return charged
+
+    def visit_CallBlock(self, node: nodes.CallBlock) -> nodes.Node | list[nodes.Node]:
+        charged = self._charged(node)
+        self.repeating += 1
+        self.generic_visit(node)
+        self.repeating -= 1
+        return charged
+
+    def visit_Import(self, node: nodes.Import) -> nodes.Node | list[nodes.Node]:
+        return self._charged(self.generic_visit(node))
+
+    def visit_FromImport(self, node: nodes.FromImport) -> nodes.Node | list[nodes.Node]:
+        return self._charged(self.generic_visit(node))
 
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
-        if self.repeating:
-            node.nodes = [
-                child
-                if isinstance(child, nodes.TemplateData)
-                else self._guard(child, "_promptlib_out")
-                for child in node.nodes
-            ]
+        guard = "_promptlib_out" if self.repeating else "_promptlib_print"
+        node.nodes = [
+            child if isinstance(child, nodes.TemplateData) else self._guard(child, guard)
+            for child in node.nodes
+        ]
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return self._guard(node, "_promptlib_sized")
+        parts = nodes.Tuple(node.nodes, "load", lineno=node.lineno)
+        self.added.append(parts)
+        return self._guard(parts, "_promptlib_concat")
+
+    def _literal(self, node: nodes.List | nodes.Tuple | nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(node, nodes.Tuple) and node.ctx != "load":
+            return node
+        return self._guard(node, "_promptlib_literal")
+
+    visit_List = visit_Tuple = visit_Dict = _literal
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(node.arg, nodes.Slice) and node.ctx == "load":
+            return self._guard(node, "_promptlib_slice")
+        return node
 
 
 class _Generator(CodeGenerator):
@@ -649,10 +1255,18 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     )
 
 
-def _check_replace(value: str, old: Any, new: Any, *, limit: int) -> None:
-    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
-        count = len(value) + 1 if not old else value.count(old)
-        if len(value) + count * (len(new) - len(old)) > limit:
+def _check_replace(value: Any, old: Any, new: Any, *, limit: int, count: Any = -1) -> None:
+    """The size of ``value.replace(old, new, count)``, before it is built."""
+    if (
+        isinstance(value, str | bytes | bytearray)
+        and isinstance(old, str | bytes)
+        and isinstance(new, str | bytes)
+        and len(new) > len(old)
+    ):
+        found = len(value) + 1 if not old else value.count(old)  # type: ignore[arg-type]
+        if isinstance(count, int) and count >= 0:
+            found = min(found, count)
+        if len(value) + found * (len(new) - len(old)) > limit:
             raise UnsafeTemplateError(f"replace would build a string over the limit of {limit:,}")
 
 
@@ -687,6 +1301,8 @@ class Renderer:
         except jinja2.TemplateError as exc:  # e.g. a block defined twice
             lineno = getattr(exc, "lineno", 0) or 0
             raise TemplateProblem(f"template error: {exc.message or exc}", lineno) from None
+        except RecursionError:
+            raise TemplateProblem(_TOO_DEEP) from None
         return ParsedTemplate(
             source,
             tree,
@@ -702,6 +1318,8 @@ class Renderer:
             raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
         except UnsafeTemplateError as exc:
             raise TemplateProblem(str(exc)) from None
+        except RecursionError:
+            raise TemplateProblem(_TOO_DEEP) from None
 
     def _analyse(
         self,
@@ -823,6 +1441,8 @@ class Renderer:
                     raise TemplateProblem(
                         f"template error: {error.message or error}", lineno
                     ) from None
+                except RecursionError:
+                    raise TemplateProblem(_TOO_DEEP) from None
             except TemplateProblem as exc:
                 raise _together(
                     [
@@ -861,11 +1481,14 @@ class Renderer:
                     f"rendered output is over the limit of {limits.max_output_chars:,} characters"
                 )
             return template.text
-        previous = getattr(_state, "deadline", None)
-        _state.deadline = time.monotonic() + limits.max_seconds
-        _state.max_seconds = limits.max_seconds
-        _state.produced = 0
-        _state.max_produced = 4 * limits.max_output_chars
+        state = _state
+        previous = state.__dict__.copy()
+        state.deadline = time.monotonic() + limits.max_seconds
+        state.max_seconds = limits.max_seconds
+        state.produced = 0
+        state.max_produced = 4 * limits.max_output_chars
+        state.built = 0
+        state.max_built = limits.max_built_bytes
         try:
             context = template.new_context(dict(variables))
             pieces: list[str] = []
@@ -889,12 +1512,14 @@ class Renderer:
             raise UnsafeTemplateError("template recursion is too deep") from None
         except OverflowError as exc:
             raise UnsafeTemplateError(f"the sandbox refused: {exc}") from None
+        except MemoryError:
+            # Only when the process itself is short of memory: every value a template
+            # builds is bounded well below what a render may use.
+            raise UnsafeTemplateError("rendering ran out of memory") from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"template error: {exc}") from None
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
             raise RenderError(f"template error: {type(exc).__name__}: {exc}") from None
         finally:
-            if previous is None:
-                del _state.deadline
-            else:
-                _state.deadline = previous
+            state.__dict__.clear()
+            state.__dict__.update(previous)

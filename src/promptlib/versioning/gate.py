@@ -74,6 +74,7 @@ def check(settings: Settings, against: str | None = None) -> CheckReport:
     if suites:
         return CheckReport([], None, None, validation=suites)
     view = open_project(settings, write=False).read()
+    view.refuse_corrupt()
     base = latest_release(view) if against in (None, "latest") else resolve(root, against, view)
     if base is None:
         if against == "latest":

@@ -184,10 +184,33 @@ def releases(view: LedgerView) -> list[ReleaseRecord]:
     return [by_version[v] for v in sorted(by_version)]
 
 
+def _refuse_ambiguous(view: LedgerView, record: ReleaseRecord) -> None:
+    """``LedgerError`` when two records released ``record``'s version with different
+    prompts (two branches that both released it, merged): which one is meant is unknown."""
+    wanted = parse_version(record.version)
+    for version, records in view.release_conflicts().items():
+        if parse_version(version) != wanted:
+            continue
+        listed = "\n  ".join(
+            f"{r.hash[:19] if r.hash else '?'}... recorded {r.time}, git commit "
+            f"{r.git_commit or 'unknown'}, {len(r.prompts)} prompts"
+            for r in records
+        )
+        raise LedgerError(
+            f"{view.source}: release {record.version} is ambiguous: {len(records)} records "
+            f"released it with different prompts (two branches both released it?):\n  "
+            f"{listed}\nKeep the one that was published: delete the other's line from the "
+            "index and release its changes again as the next version."
+        )
+
+
 def latest_release(view: LedgerView) -> Snapshot | None:
     """The highest released version, or None before the first release."""
     records = releases(view)
-    return snapshot_of(records[-1], view) if records else None
+    if not records:
+        return None
+    _refuse_ambiguous(view, records[-1])
+    return snapshot_of(records[-1], view)
 
 
 def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
@@ -195,7 +218,13 @@ def _git_snapshot(root: Path, ref: str, commit: str) -> Snapshot:
     with tempfile.TemporaryDirectory(prefix="promptlib-ref-") as folder:
         target = Path(folder)
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
-            archive.extractall(target, filter="data")
+            try:
+                archive.extractall(target, filter="data")
+            except tarfile.FilterError as exc:
+                raise ConfigError(
+                    f"{ref}: {exc.tarinfo.name} is a link leading outside the project; "
+                    "promptlib reads no file outside the project"
+                ) from None
         result = scan(target / "prompts")
         if result.problems:
             raise LoadError(result.problems)
@@ -214,6 +243,7 @@ def resolve(root: Path, ref: str, view: LedgerView) -> Snapshot:
     if wanted is not None:
         for record in records:
             if parse_version(record.version) == wanted:
+                _refuse_ambiguous(view, record)
                 return snapshot_of(record, view)
     try:
         commit = _git.commit_of(root, ref)

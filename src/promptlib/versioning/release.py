@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from .. import _git
+from .._paths import inside
 from ..errors import ConfigError, LoadError
 from ..evals.run import EvalReport, evaluate
 from ..evals.runner import EvalOptions
@@ -58,6 +59,8 @@ class ReleasePlan:
     evaluation: EvalReport | None = None
     tagged: str | None = None
     committed: str | None = None
+    # A release recorded by an interrupted run, only committed and tagged now.
+    resumed: bool = False
 
 
 def plan_release(
@@ -71,6 +74,7 @@ def plan_release(
     root = settings.require_root()
     library = library if library is not None else load(root)
     view = (ledger if ledger is not None else open_project(settings, write=False)).read()
+    view.refuse_corrupt()
     base = latest_release(view)
     head = worktree_snapshot(root, library)
     declared_package = parse_version(head.version or "0.0.0")
@@ -84,7 +88,15 @@ def plan_release(
     diff = diff_snapshots(base, head)
     required = diff.bump
     if required is Bump.NONE:
-        raise ConfigError(f"nothing to release: no prompt changed since v{base.version}")
+        raise ConfigError(
+            f"nothing to release: no prompt changed since v{base.version}"
+            + (
+                f" (v{base.version} is recorded in the ledger; `promptlib release --commit` "
+                "commits and tags it if an interrupted release did not)"
+                if str(declared_package) == base.version
+                else ""
+            )
+        )
     try:
         chosen = required if bump == "auto" else Bump.parse(bump)
     except ConfigError as exc:
@@ -183,6 +195,12 @@ def _write_changelog(root: Path, section: str) -> None:
     path = root / "CHANGELOG.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else CHANGELOG_HEADER
     sections = list(SECTION.finditer(text))
+    heading = section.partition("\n")[0]
+    version = next((m for m in sections if heading.startswith(f"## [{m.group(1)}]")), None)
+    if version is not None and version.group(1) != "Unreleased":
+        # An interrupted release of this version already wrote its section (the notes under
+        # Unreleased moved into it): write it once, never twice.
+        return
     unreleased = next((m for m in sections if m.group(1) == "Unreleased"), None)
     if unreleased is None:
         first = sections[0].start() if sections else len(text)
@@ -267,9 +285,15 @@ def release(
     root = settings.require_root()
     library = load(root)
     ledger = open_project(settings, write=not dry_run)
+    if commit and not dry_run:
+        finished = _finish_interrupted(settings, root, library, ledger)
+        if finished is not None:
+            return finished
     plan = plan_release(settings, bump, library=library, ledger=ledger)
     if dry_run:
         return plan
+    for written in ("CHANGELOG.md", "pyproject.toml"):
+        inside(root, root / written)  # never read or write a file outside the project
     if commit and _git.is_repository(root):
         tag = f"v{plan.version}"
         if _git.commit_of(root, f"refs/tags/{tag}"):
@@ -315,10 +339,41 @@ def release(
     ledger.append(built.record, built.objects)
     plan.files.append(_shown(ledger.where, root))
     if commit and _git.is_repository(root):
-        paths = ["prompts", "pyproject.toml", "CHANGELOG.md", "evals"]
-        _git.git(root, "add", "--", *[p for p in paths if (root / p).exists()])
+        _commit_and_tag(root, plan)
+    return plan
+
+
+def _commit_and_tag(root: Path, plan: ReleasePlan) -> None:
+    paths = [
+        p for p in ("prompts", "pyproject.toml", "CHANGELOG.md", "evals") if (root / p).exists()
+    ]
+    _git.git(root, "add", "--", *paths)
+    # Nothing staged: an interrupted run committed the release and was stopped before
+    # tagging it; tag that commit.
+    if _git.git(root, "diff", "--cached", "--name-only", "--", *paths).strip():
         _git.git(root, "commit", "-m", f"Release {plan.version}")
-        _git.git(root, "tag", "-a", f"v{plan.version}", "-m", f"Release {plan.version}")
-        plan.committed = _git.commit_of(root)
-        plan.tagged = f"v{plan.version}"
+    _git.git(root, "tag", "-a", f"v{plan.version}", "-m", f"Release {plan.version}")
+    plan.committed = _git.commit_of(root)
+    plan.tagged = f"v{plan.version}"
+
+
+def _finish_interrupted(
+    settings: Settings, root: Path, library: Library, ledger: AnyLedger
+) -> ReleasePlan | None:
+    """Commit and tag a release that was recorded but not committed (the commit failed, or
+    the process was killed after the ledger append): the latest release is the package's
+    version, the working tree is what it released, and its tag does not exist. None when
+    there is no such release."""
+    if not _git.is_repository(root):
+        return None
+    view = ledger.read()
+    view.refuse_corrupt()
+    base = latest_release(view)
+    if base is None or _git.commit_of(root, f"refs/tags/v{base.version}"):
+        return None
+    head = worktree_snapshot(root, library)
+    if head.version != base.version or diff_snapshots(base, head).bump is not Bump.NONE:
+        return None
+    plan = ReleasePlan(str(base.version), None, None, None, {}, "", resumed=True)
+    _commit_and_tag(root, plan)
     return plan
