@@ -251,6 +251,33 @@ def test_prompt_file_over_the_size_limit_is_refused_before_parsing(
     assert DEFAULT_LIMITS.max_file_bytes == 1_000_000
 
 
+@pytest.mark.parametrize(
+    ("setting", "code", "message"),
+    [
+        ("2048", 1, "over the limit of 2,048 bytes for a prompt file"),
+        ("5_000_000", 0, ""),
+        ("12", 2, "PROMPTLIB_MAX_PROMPT_BYTES='12': the largest prompt file to read"),
+        ("lots", 2, "give a whole number of at least 1024"),
+    ],
+)
+def test_the_size_limit_is_configurable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, code: int, message: str
+) -> None:
+    prompts = _project(tmp_path, monkeypatch)
+    write(
+        prompts / "demo" / "long.yaml",
+        "id: demo.long\nversion: 1.0.0\ndescription: A long prompt.\n"
+        "messages:\n  - role: user\n    content: |\n"
+        + "      The same line of a long instruction, again.\n"
+        * 80,
+    )
+    monkeypatch.setenv("PROMPTLIB_MAX_PROMPT_BYTES", setting)
+    result = CliRunner().invoke(app, ["validate", "--no-cache"])
+    assert result.exit_code == code, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_a_million_duplicate_keys_print_a_bounded_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ target is never opened. Such problems are also kept on ``ScanResult.outside``, s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,11 +40,11 @@ from pydantic import BaseModel, ValidationError
 
 from .._paths import Escape, escape, links_outside
 from .._yaml import Document, KeyPath, describe_coercion, format_key, read_yaml
-from ..errors import Problem, RenderError
+from ..errors import ConfigError, Problem, RenderError
 from ._bounds import excerpt
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
 from .prompt import Prompt, check_inputs, check_value
-from .render import ParsedTemplate, Renderer, TemplateProblem
+from .render import DEFAULT_LIMITS, ParsedTemplate, Renderer, RenderLimits, TemplateProblem
 
 __all__ = [
     "PARTIALS_DIR",
@@ -465,6 +466,29 @@ def _first_use(tree: nodes.Template, name: str) -> int:
     return 0
 
 
+#: The environment variable that sets the size limit of a prompt file, in bytes.
+MAX_PROMPT_BYTES = "PROMPTLIB_MAX_PROMPT_BYTES"
+
+
+def configured_limits() -> RenderLimits:
+    """The render limits, with the prompt-file size limit from ``PROMPTLIB_MAX_PROMPT_BYTES``
+    when it is set (default 1,000,000 bytes); ``ConfigError`` for a value that is not a
+    whole number of at least 1,024."""
+    value = os.environ.get(MAX_PROMPT_BYTES)
+    if value is None or not value.strip():
+        return DEFAULT_LIMITS
+    try:
+        size = int(value.strip().replace("_", ""))
+    except ValueError:
+        size = 0
+    if size < 1024:
+        raise ConfigError(
+            f"{MAX_PROMPT_BYTES}={excerpt(value)}: the largest prompt file to read, in bytes; "
+            "give a whole number of at least 1024 (default 1000000)"
+        )
+    return dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=size)
+
+
 def scan(
     root: Path, files: Sequence[Path] | None = None, *, cache: ValidationCache | None = None
 ) -> ScanResult:
@@ -488,7 +512,7 @@ def scan(
     found = set(outside)
     result.partials = partials
     result.problems.extend(problems)
-    renderer = Renderer(partials)
+    renderer = Renderer(partials, limits=configured_limits())
     if files is None:
         # Every link that leads out, also where no prompt is looked for (folders the walk
         # skips or does not enter, files of other kinds): the wheel ships all of them.
