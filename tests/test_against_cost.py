@@ -632,3 +632,22 @@ def test_a_dry_run_reads_a_schema_1_ledger_without_asking_for_a_migration(
     assert "promptlib ledger migrate" in err
     assert (root / "evals" / "ledger.jsonl").read_bytes() == before
     assert not (root / "evals" / "ledger").exists()
+
+
+def test_a_subset_that_cannot_compare_a_recorded_run_says_which_option_records_nothing(
+    tmp_path: Path, server: LLMServer
+) -> None:
+    root = make_project(tmp_path / "project", server.base_url)
+    release(root, server)
+    change_alpha(root, "Answer yes, please.")
+    # The baseline's evidence is gone; a subset that keeps every row has the full run's key,
+    # so the recorded run is the one to compare, and a subset records nothing to replace it.
+    for line in (root / "evals" / "ledger" / "index.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["kind"] == "run" and record["prompt"]["id"] == "demo.alpha":
+            digest = record["scores"].removeprefix("sha256:")
+            (root / "evals" / "ledger" / "objects" / digest[:2] / f"{digest[2:]}.json.gz").unlink()
+    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--limit", "1000")
+    assert code == 2, out + err
+    assert "run without --limit 1000 (a subset is never recorded) to re-evaluate it" in err
+    assert "--no-record" not in err

@@ -909,9 +909,15 @@ def run_jobs(
             problem = _evidence_problem(view, existing)
             if problem is not None:
                 if not ledger.record:
+                    # Nothing is recorded with --no-record, nor for a --limit/--sample subset.
+                    how = (
+                        f"run without {options.subset.option} (a subset is never recorded)"
+                        if options.subset is not None
+                        else "run without --no-record"
+                    )
                     raise LedgerError(
-                        f"{name}: the recorded run cannot be compared: {problem}; run "
-                        "without --no-record to re-evaluate it"
+                        f"{name}: the recorded run cannot be compared: {problem}; {how} "
+                        "to re-evaluate it"
                     )
                 notes.append(f"{name}: {problem}; re-evaluated (the response cache keeps it cheap)")
                 existing = None
