@@ -966,112 +966,72 @@ def run_jobs(
             f"first: {first}"
         )
 
+    def settle(
+        job: Job,
+        status: str,
+        record: RunRecord | None,
+        counted: list[_Example],
+        errors: int,
+        seconds: float,
+        failure: str | None = None,
+    ) -> None:
+        """The job's result: ``counted`` are the examples whose calls this run made."""
+        results[id(job)] = JobResult(
+            job,
+            status,
+            record,
+            errors=errors,
+            calls=sum(e.calls for e in counted),
+            cached=sum(e.cached for e in counted),
+            seconds=seconds,
+            failure=failure,
+            view=view if record is not None else None,
+        )
+
+    def append(job: Job, examples: list[_Example], seconds: float, **built: Any) -> RunRecord:
+        run = build_run(job, examples, provider, options.repeats, seconds, origin, **built)
+        record = ledger.append(run.record, run.objects, once=True)
+        assert isinstance(record, RunRecord)
+        return record
+
     def finished(job: Job, examples: list[_Example], seconds: float) -> None:
         retry = retries.get(id(job))
         if retry is not None:
             completed(retry, examples, seconds)
             return
         errors = sum(1 for e in examples if e.error)
-        calls = sum(e.calls for e in examples)
-        cached = sum(e.cached for e in examples)
         budget = options.error_budget * len(examples)
         # A run in which every example failed measured nothing, whatever the budget: its
         # means would be zeros that read as a gate failure.
         if examples and (errors > budget or errors == len(examples)):
-            results[id(job)] = JobResult(
-                job,
-                "failed",
-                None,
-                errors=errors,
-                calls=calls,
-                cached=cached,
-                seconds=seconds,
-                failure=failure(examples, errors),
-            )
+            settle(job, "failed", None, examples, errors, seconds, failure(examples, errors))
             return
-        built = build_run(
-            job,
-            examples,
-            provider,
-            options.repeats,
-            seconds,
-            origin,
-            keep_outputs=options.keep_outputs,
-        )
-        record = ledger.append(built.record, built.objects, once=True)
-        assert isinstance(record, RunRecord)
-        results[id(job)] = JobResult(
-            job,
-            "ran",
-            record,
-            errors=errors,
-            calls=calls,
-            cached=cached,
-            seconds=seconds,
-            view=view,
-        )
+        record = append(job, examples, seconds, keep_outputs=options.keep_outputs)
+        settle(job, "ran", record, examples, errors, seconds)
 
     def completed(retry: _Retry, retried: list[_Example], seconds: float) -> None:
         job, name = retry.full, f"{retry.full.suite.name}/{retry.full.prompt.id}"
         examples = [*retry.kept, *retried]
         fixed = sum(1 for e in retried if not e.error)
         errors = sum(1 for e in examples if e.error)
-        calls = sum(e.calls for e in retried)
-        cached = sum(e.cached for e in retried)
         tried = f"{name}: retried the {len(retried)} failed example(s) of its recorded run"
         if not fixed:
             if errors == len(examples):
-                results[id(job)] = JobResult(
-                    job,
-                    "failed",
-                    None,
-                    errors=errors,
-                    calls=calls,
-                    cached=cached,
-                    seconds=seconds,
-                    failure=failure(examples, errors),
-                )
+                settle(job, "failed", None, retried, errors, seconds, failure(examples, errors))
                 return
             notes.append(f"{tried}: none succeeded; the recorded run is kept as it was")
-            results[id(job)] = JobResult(
-                job,
-                "reused",
-                retry.record,
-                errors=errors,
-                calls=calls,
-                cached=cached,
-                seconds=seconds,
-                view=view,
-            )
+            settle(job, "reused", retry.record, retried, errors, seconds)
             return
-        built = build_run(
-            job,
-            examples,
-            provider,
-            options.repeats,
-            seconds,
-            origin,
-            keep_outputs=retry.keep_outputs,
-            carried=retry.carried,
+        record = append(
+            job, examples, seconds, keep_outputs=retry.keep_outputs, carried=retry.carried
         )
-        record = ledger.append(built.record, built.objects, once=True)
-        assert isinstance(record, RunRecord)
         kept = "recorded" if ledger.record else "reported (not recorded)"
         notes.append(
             f"{tried}: {fixed} now succeed, {len(retried) - fixed} still fail; the completed "
             f"run is {kept} under the same key (--no-retry-errors keeps recorded runs as "
             "they are)"
         )
-        results[id(job)] = JobResult(
-            job,
-            "ran",
-            record,
-            errors=errors,
-            calls=calls,
-            cached=cached,
-            seconds=seconds,
-            view=view,
-        )
+        settle(job, "ran", record, retried, errors, seconds)
 
     if to_run:
         runner = _Runner(

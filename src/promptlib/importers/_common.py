@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -176,6 +177,28 @@ def input_name_problem(name: str) -> str | None:
 def normalise_newlines(text: str) -> str:
     """Every line break as ``\\n``: promptlib renders line breaks as ``\\n``."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_source(path: Path, normalise: Callable[[str], str] = normalise_newlines) -> str:
+    """The text of a source file with its line breaks normalised; ``ConversionError`` when
+    it cannot be read or is not UTF-8."""
+    try:
+        return normalise(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConversionError.one("not UTF-8 text; save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConversionError.one(f"cannot read the file: {exc.strerror}") from None
+
+
+def discover_files(folder: Path, pattern: str) -> list[Path]:
+    """The files under ``folder`` matching ``pattern``, hidden and ``_`` folders and files
+    skipped (partials), sorted."""
+    return sorted(
+        p
+        for p in folder.rglob(pattern)
+        if p.is_file()
+        and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+    )
 
 
 # -- Jinja emission --------------------------------------------------------------------

@@ -50,11 +50,12 @@ from ._common import (
     Piece,
     Stmt,
     Text,
+    discover_files,
     infer_inputs,
     input_name_problem,
     model_params,
-    normalise_newlines,
     parse_template,
+    read_source,
     template_source,
     type_of_value,
 )
@@ -76,22 +77,12 @@ _DICT_ATTRS = frozenset(dir(dict))
 
 def discover(folder: Path) -> list[Path]:
     """Every ``.prompt`` file under ``folder``; partials (``_name.prompt``) are skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*.prompt")
-        if p.is_file()
-        and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
-    )
+    return discover_files(folder, "*.prompt")
 
 
 def convert(path: Path) -> list[Draft]:
     """The prompt of one ``.prompt`` file."""
-    try:
-        source = normalise_newlines(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConversionError.one("not UTF-8 text; save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConversionError.one(f"cannot read the file: {exc.strerror}") from None
+    source = read_source(path)
     match = _FRONT_MATTER.match(source)
     metadata: dict[str, Any] = {}
     if match is None:

@@ -51,6 +51,7 @@ from ._common import (
     normalise_newlines,
     parse_expression,
     parse_template,
+    read_source,
     template_source,
 )
 
@@ -98,17 +99,8 @@ def convert(path: Path) -> list[Draft]:
     return _prompt_file(path, path.stem)
 
 
-def _read(path: Path) -> str:
-    try:
-        return normalise_newlines(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConversionError.one("not UTF-8 text; save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConversionError.one(f"cannot read the file: {exc.strerror}") from None
-
-
 def _prompt_file(path: Path, name: str, label: str | None = None) -> list[Draft]:
-    text = _read(path)
+    text = read_source(path)
     where = path.name
     if path.suffix == ".json":
         return [_chat(_json_messages(text), name, f"{where}", label)]
@@ -336,7 +328,7 @@ def _expression_problems(tree: nodes.Template) -> list[str]:
 
 
 def _config(path: Path) -> list[Draft]:
-    text = _read(path)
+    text = read_source(path)
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:

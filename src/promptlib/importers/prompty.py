@@ -45,6 +45,7 @@ from ._common import (
     Piece,
     Stmt,
     Text,
+    discover_files,
     infer_inputs,
     input_name_problem,
     input_type,
@@ -52,6 +53,7 @@ from ._common import (
     model_params,
     parse_expression,
     parse_template,
+    read_source,
     template_source,
     type_of_value,
 )
@@ -83,22 +85,12 @@ _KNOWN = frozenset(
 
 def discover(folder: Path) -> list[Path]:
     """Every ``.prompty`` file under ``folder`` (hidden and ``_`` folders skipped)."""
-    return sorted(
-        p
-        for p in folder.rglob("*.prompty")
-        if p.is_file()
-        and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
-    )
+    return discover_files(folder, "*.prompty")
 
 
 def convert(path: Path) -> list[Draft]:
     """The prompt of one ``.prompty`` file."""
-    try:
-        text = _LINE_BREAKS.sub("\n", path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConversionError.one("not UTF-8 text; save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConversionError.one(f"cannot read the file: {exc.strerror}") from None
+    text = read_source(path, lambda raw: _LINE_BREAKS.sub("\n", raw))
     match = _FRONT_MATTER.search(text)
     if match is None:
         raise ConversionError.one(
