@@ -191,3 +191,19 @@ def test_a_schema_1_run_says_its_outputs_were_not_kept(tmp_path: Path) -> None:
     assert code == 0, out + err
     page = (root / "old.html").read_text(encoding="utf-8")
     assert "outputs were not kept for this run" in page
+
+
+def test_a_recorded_run_with_failed_examples_is_reported_not_completed(tmp_path: Path) -> None:
+    # The release's run of alpha lost one example to a 400; `report` shows it as recorded
+    # and never asks the model again (eval would complete it).
+    with LLMServer(script={"alpha main-3": ["400"]}, answer=answer) as server:
+        root = make_project(tmp_path / "project", server.base_url)
+        assert cli(root, "release")[0] == 0
+        change_alpha(root, "[bad] Answer yes.")
+        code, out, err = cli(root, "eval", "--against", "v1.0.0", "--no-retry-errors")
+        assert code == 1, out + err
+        before = sum(calls(server).values())
+        code, out, err = cli(root, "report", "--against", "v1.0.0", "-o", str(root / "r.html"))
+        assert code == 1, out + err
+        assert sum(calls(server).values()) == before
+        assert (root / "r.html").is_file()

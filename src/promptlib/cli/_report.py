@@ -122,12 +122,15 @@ def _against_report(
 ) -> int:
     from ..compare.against import compare_against, estimate_against
     from ..evals.cache import CacheMode
+    from ..evals.runner import EvalOptions
     from ..ledger import open_project
     from ..reports import write_output
     from ..reports.html import against_page
 
     root = settings.require_root()
     ledger = open_project(settings, record=False, write=False)
+    # A recorded run with failed examples is shown as recorded, never completed by a call.
+    recorded_only = EvalOptions(retry_errors=False)
     plan = estimate_against(
         settings,
         ref,
@@ -135,6 +138,7 @@ def _against_report(
         prompts=prompts,
         provider=provider,
         cache_mode=CacheMode.off,
+        options=recorded_only,
         ledger=ledger,
     )
     missing = [
@@ -156,6 +160,7 @@ def _against_report(
         prompts=prompts,
         provider=provider,
         cache_mode=CacheMode.off,
+        options=recorded_only,
         ledger=ledger,
     )
     write_output(output, against_page(report, ledger.read(), root))
