@@ -37,6 +37,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "CompareSettings",
+    "FlakySettings",
     "MlflowSettings",
     "RetryPolicy",
     "Settings",
@@ -277,6 +278,40 @@ class CompareSettings:
 
 
 @dataclass(frozen=True)
+class FlakySettings:
+    """When a prompt evaluated with ``--repeats`` is flaky (see docs/repeats.md).
+
+    A prompt is flaky when, for some metric, the share of examples whose repeats disagree
+    exceeds ``threshold`` (a suite's ``flaky:`` key overrides it); ``gate`` makes a flaky
+    prompt fail the gate (exit 1) instead of only being reported.
+    """
+
+    threshold: float = 0.1
+    gate: bool = False
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str) -> FlakySettings:
+        """Read ``[flaky]``; ``where`` names the file (``pyproject.toml [tool.promptlib]``)."""
+        known = {"threshold", "gate"}
+        at = f"{where} [flaky]"
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        threshold = _number(table, "threshold", cls.threshold, at, integer=False)
+        if not 0 <= threshold < 1:
+            raise ConfigError(
+                f"{at}: threshold must be at least 0 and below 1 (a share of examples), "
+                f"not {threshold!r}"
+            )
+        gate = table.get("gate", cls.gate)
+        if not isinstance(gate, bool):
+            raise ConfigError(f"{at}: gate must be true or false, not {gate!r}")
+        return cls(threshold=threshold, gate=gate)
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Bounded attempts with full-jitter exponential backoff, honouring Retry-After."""
 
@@ -385,6 +420,7 @@ class Settings:
     default_provider: str = "retrieval"
     compare: CompareSettings = field(default_factory=CompareSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    flaky: FlakySettings = field(default_factory=FlakySettings)
     cache_dir: Path | None = None
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
 
@@ -441,6 +477,7 @@ class Settings:
         config = _merge(config, read_env_config(env, config))
         compare = CompareSettings.from_table(_table(config, "compare", where), where)
         retry = RetryPolicy.from_table(_table(config, "retry", where), where)
+        flaky = FlakySettings.from_table(_table(config, "flaky", where), where)
         mlflow = MlflowSettings.from_table(_table(config, "mlflow", where), where, env)
         _table(config, "providers", where)
         configured = config.get("default-provider", "retrieval")
@@ -457,6 +494,7 @@ class Settings:
             default_provider=default_provider,
             compare=compare,
             retry=retry,
+            flaky=flaky,
             cache_dir=cache_dir,
             mlflow=mlflow,
         )

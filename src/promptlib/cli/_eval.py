@@ -74,7 +74,13 @@ def _eval_cells(outcome: Any, metrics: list[str]) -> tuple[list[Any], Any]:
         gate = outcome.gates.get(metric)
         failed = gate is not None and not gate[1]
         cells.append(Text(f"{mean} < {gate[0]:g}", style="red") if failed else Text(mean))
-    status = Text(outcome.status) if outcome.passed else Text("gate failed", style="red")
+    from ..reports._text import status_text
+
+    shown = status_text(outcome)
+    if not outcome.passed:
+        status = Text(shown, style="red")
+    else:
+        status = Text(shown, style="yellow") if outcome.flaky else Text(shown)
     if outcome.status == "failed":
         status = Text(f"failed: {outcome.failure}", style="red")
     return cells, status
@@ -138,6 +144,29 @@ def print_eval_table(report: Any) -> None:
             scores = [Text(f"{m} ") + cell for m, cell in pairs if cell.plain]
             flow(out, [f"n {_eval_n(o)}", f"errors {o.errors}", *scores], indent=3, hanging=0)
         out.print()
+    _print_consistency(report)
+
+
+def _print_consistency(report: Any) -> None:
+    """With repeats: each run's consistency per metric, and why a prompt is flaky."""
+    from rich.text import Text
+
+    from ..reports._text import consistency_text
+
+    out = console()
+    shown = [o for o in report.outcomes if o.consistency]
+    if not shown:
+        return
+    out.print(Text(f"consistency over {shown[0].repeats} repeats"), overflow="fold")
+    for o in shown:
+        for metric in sorted(o.consistency):
+            line = f"  {o.suite}/{o.prompt} {metric}: {consistency_text(o, metric)}"
+            style = "yellow" if metric in o.flaky_metrics else ""
+            out.print(Text(line, style=style), overflow="fold")
+        text = o.flaky_text()
+        if text is not None:
+            out.print(Text(f"  {o.suite}/{o.prompt} {text}", style="yellow"), overflow="fold")
+    out.print()
 
 
 @app.command("eval")
@@ -348,13 +377,10 @@ def eval_command(
             typer.echo(f"error: {o.suite}/{o.prompt}: {o.failure}", err=True)
         raise typer.Exit(EXIT_PROVIDER)
     if report.gate_failures:
+        from ..reports._text import failed_gates_text
+
         for o in report.gate_failures:
-            failed = ", ".join(
-                f"{m} {o.results[m]['mean']:.3f} < {t:g}"
-                for m, (t, ok) in o.gates.items()
-                if not ok
-            )
-            typer.echo(f"gate failed: {o.suite}/{o.prompt}: {failed}", err=True)
+            typer.echo(f"gate failed: {o.suite}/{o.prompt}: {failed_gates_text(o)}", err=True)
         raise typer.Exit(EXIT_GATE)
 
 

@@ -386,7 +386,7 @@ def run_against(
             f"{c.candidate:.3f} (p_holm={c.p_adjusted:.3g})",
             err=True,
         )
-    from ..reports._text import interval_text
+    from ..reports._text import failed_gates_text, interval_text
 
     for c in report.undecided:
         typer.echo(
@@ -396,8 +396,11 @@ def run_against(
             + (f"; {c.n_needed:,} {c.unit} needed" if c.n_needed is not None else ""),
             err=True,
         )
+    for o in report.candidate.outcomes:
+        if o.flaky and not o.flaky_gated:
+            typer.echo(f"warning: {o.suite}/{o.prompt}: {o.flaky_text()}", err=True)
     for o in report.candidate.gate_failures:
-        typer.echo(f"gate failed: {o.suite}/{o.prompt}", err=True)
+        typer.echo(f"gate failed: {o.suite}/{o.prompt}: {failed_gates_text(o)}", err=True)
     if report.failed:
         raise typer.Exit(EXIT_GATE)
 

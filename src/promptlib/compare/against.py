@@ -263,7 +263,7 @@ def compare_against(
     comparisons = _compare(pairs, settings.compare)
     candidate_report = EvalReport(
         provider=", ".join(batch.providers),
-        outcomes=[outcome_of(r) for r in candidates],
+        outcomes=[outcome_of(r, settings.flaky) for r in candidates],
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset_summary([r.job for r in candidates], plan.subset),

@@ -24,7 +24,7 @@ from ..ledger import AnyLedger, Ledger, open_project
 from ..library.collection import Library, load
 from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
-from ..settings import Settings
+from ..settings import FlakySettings, Settings
 from .cache import CacheMode, ResponseCache
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .subset import Subset
@@ -60,10 +60,44 @@ class PromptOutcome:
     cached: int = 0
     seconds: float = 0.0
     failure: str | None = None
+    # With --repeats: the run's repeats, each metric's consistency (``MetricConsistency``
+    # as plain data), the disagreement threshold that applied, whether the prompt is
+    # flaky (some metric's disagreement above it) and whether that fails the gate.
+    repeats: int = 1
+    consistency: dict[str, dict[str, float]] = field(default_factory=dict)
+    flaky_threshold: float | None = None
+    flaky: bool = False
+    flaky_gated: bool = False
 
     @property
     def passed(self) -> bool:
-        return self.status != "failed" and all(ok for _, ok in self.gates.values())
+        return (
+            self.status != "failed"
+            and all(ok for _, ok in self.gates.values())
+            and not (self.flaky and self.flaky_gated)
+        )
+
+    @property
+    def flaky_metrics(self) -> list[str]:
+        """The metrics whose share of disagreeing examples is above the threshold."""
+        if self.flaky_threshold is None:
+            return []
+        return [m for m, c in self.consistency.items() if c["disagreement"] > self.flaky_threshold]
+
+    def flaky_text(self) -> str | None:
+        """``flaky: exact_match disagrees on 40% of examples over 3 repeats (threshold
+        10%)``, or None when the prompt is not flaky."""
+        if not self.flaky or self.flaky_threshold is None:
+            return None
+        parts = ", ".join(
+            f"{m} disagrees on {self.consistency[m]['disagreement']:.0%}"
+            for m in self.flaky_metrics
+        )
+        return (
+            f"flaky: {parts} of examples over {self.repeats} repeats "
+            f"(threshold {self.flaky_threshold:.0%}"
+            + ("; gated)" if self.flaky_gated else "; reported, not gated)")
+        )
 
 
 @dataclass(frozen=True)
@@ -151,11 +185,23 @@ def select_prompts(library: Library, patterns: Sequence[str]) -> list[Prompt]:
     return chosen
 
 
-def outcome_of(result: JobResult) -> PromptOutcome:
+def outcome_of(result: JobResult, flaky: FlakySettings | None = None) -> PromptOutcome:
+    """A job's line of a report: its means, gates and, with repeats, its consistency
+    judged by ``flaky`` (the project's ``[flaky]`` settings; the suite's ``flaky:`` key
+    overrides the threshold)."""
     job = result.job
+    flaky = flaky or FlakySettings()
     results: dict[str, dict[str, float]] = {}
+    consistency: dict[str, dict[str, float]] = {}
+    repeats = 1
     if result.record is not None:
         results = {k: v.model_dump() for k, v in result.record.results.items()}
+        repeats = result.record.repeats
+        consistency = {
+            k: v.model_dump(exclude_none=True) for k, v in (result.record.consistency or {}).items()
+        }
+    threshold = job.suite.spec.flaky if job.suite.spec.flaky is not None else flaky.threshold
+    unstable = any(c["disagreement"] > threshold for c in consistency.values())
     gates = {
         metric: (threshold, results.get(metric, {}).get("mean", 0.0) >= threshold)
         for metric, threshold in job.suite.spec.gates.items()
@@ -175,6 +221,11 @@ def outcome_of(result: JobResult) -> PromptOutcome:
         cached=result.cached,
         seconds=result.seconds,
         failure=result.failure,
+        repeats=repeats,
+        consistency=consistency,
+        flaky_threshold=threshold if consistency else None,
+        flaky=unstable and result.status != "failed",
+        flaky_gated=flaky.gate,
     )
 
 
@@ -314,7 +365,7 @@ def evaluate(
     )
     return EvalReport(
         provider=", ".join(batch.providers),
-        outcomes=[outcome_of(r) for r in batch.results],
+        outcomes=[outcome_of(r, settings.flaky) for r in batch.results],
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset,

@@ -65,6 +65,7 @@ from ..ledger.objects import encode
 from ..ledger.records import (
     DatasetRef,
     ExampleIds,
+    MetricConsistency,
     MetricIdentity,
     MetricResult,
     OutputsObject,
@@ -80,6 +81,7 @@ from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
 from .cache import LEASE, ResponseCache
+from .consistency import consistency
 from .dataset import Dataset
 from .subset import Subset
 from .suite import Suite
@@ -150,6 +152,8 @@ class _Example:
     # An example kept from a recorded run (a retry completes the run): its recorded score
     # and variance per metric, used as they are instead of ``scores``.
     recorded: dict[str, tuple[float | None, float | None]] | None = None
+    # Its recorded score per repeat and metric, when the recorded run kept them.
+    recorded_repeats: dict[str, list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -666,6 +670,7 @@ def build_run(
     names = [m.name for m in job.suite.metrics]
     scores: dict[str, list[float | None]] = {name: [] for name in names}
     variance: dict[str, list[float | None]] = {name: [] for name in names}
+    per_repeat: dict[str, list[list[float] | None]] = {name: [] for name in names}
     errors: dict[str, str] = {}
     for index, example in enumerate(ordered):
         if example.error:
@@ -675,12 +680,16 @@ def build_run(
                 score, spread = example.recorded.get(name, (None, None))
                 scores[name].append(None if score is None else _number(score))
                 variance[name].append(None if spread is None else _number(spread))
+                kept = (example.recorded_repeats or {}).get(name)
+                per_repeat[name].append([_number(v) for v in kept] if kept else None)
                 continue
             values = example.scores.get(name)
             if example.error or not values:
                 scores[name].append(None)
                 variance[name].append(None)
+                per_repeat[name].append(None)
                 continue
+            per_repeat[name].append([_number(v) for v in values])
             mean = math.fsum(values) / len(values)
             scores[name].append(_number(mean))
             spread = math.fsum((v - mean) ** 2 for v in values) / len(values)
@@ -699,6 +708,7 @@ def build_run(
         scores=scores,
         errors=errors,
         variance=variance if repeats > 1 else None,
+        repeats=per_repeat if repeats > 1 else None,
     ).model_dump(mode="json", exclude_none=True)
     objects: dict[str, Any] = {
         examples_reference: examples_object,
@@ -767,8 +777,29 @@ def build_run(
         provenance=origin,
         scores=encode(scores_object)[0],
         outputs=outputs_reference,
+        consistency=_consistency(job, per_repeat, repeats) if repeats > 1 else None,
     )
     return BuiltRun(record, objects)
+
+
+def _consistency(
+    job: Job, per_repeat: Mapping[str, Sequence[Sequence[float] | None]], repeats: int
+) -> dict[str, MetricConsistency] | None:
+    """Each metric's consistency over the repeats (``evals.consistency``), rounded as
+    scores are; None when no example was scored."""
+    out: dict[str, MetricConsistency] = {}
+    for metric in job.suite.metrics:
+        found = consistency(per_repeat[metric.name], repeats, binary=metric.binary)
+        if found is None:
+            continue
+        out[metric.name] = MetricConsistency(
+            n=found.n,
+            disagreement=round(found.disagreement, SCORE_DIGITS),
+            mean_variance=round(found.mean_variance, SCORE_DIGITS),
+            pass_at_k=None if found.pass_at_k is None else round(found.pass_at_k, SCORE_DIGITS),
+            pass_hat_k=None if found.pass_hat_k is None else round(found.pass_hat_k, SCORE_DIGITS),
+        )
+    return out or None
 
 
 def _record_time(after: str | None) -> str:
@@ -813,6 +844,8 @@ def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: boo
     lengths = {len(scores.scores.get(name, ())) for name in names}
     if scores.variance is not None:
         lengths |= {len(scores.variance.get(name, ())) for name in names}
+    if scores.repeats is not None:
+        lengths |= {len(scores.repeats.get(name, ())) for name in names}
     if lengths != {len(scores.ids)}:
         raise LedgerError("its scores object does not hold a score per example and metric")
     try:
@@ -841,6 +874,7 @@ def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: boo
                 )
                 for name in names
             },
+            recorded_repeats=_recorded_repeats(scores, names, index),
         )
         if outputs is not None:
             example.outputs = list(outputs.outputs[index])
@@ -867,6 +901,21 @@ def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: boo
         keep_outputs=keep_outputs and outputs is not None,
         carried=carried,
     )
+
+
+def _recorded_repeats(
+    scores: RunScores, names: Sequence[str], index: int
+) -> dict[str, list[float]] | None:
+    """Example ``index``'s recorded score per repeat and metric (None if not kept)."""
+    if scores.repeats is None:
+        return None
+    out: dict[str, list[float]] = {}
+    for name in names:
+        values = scores.repeats.get(name)
+        kept = values[index] if values is not None and index < len(values) else None
+        if kept:
+            out[name] = [float(v) for v in kept]
+    return out
 
 
 def run_jobs(

@@ -26,6 +26,10 @@ A suite file::
                                                 # are not independent (paraphrases of one
                                                 # intent, one source document): the
                                                 # comparison resamples whole groups
+    flaky: 0.05                                 # optional: with --repeats, the share of
+                                                # examples whose repeats may disagree before
+                                                # a prompt is flaky (default: [flaky]
+                                                # threshold in the settings)
     provider: retrieval                         # optional; default: the configured default
     params: {temperature: 0}                    # optional generation overrides
 
@@ -36,7 +40,8 @@ leads outside is refused, naming the link and where it goes, before anything is 
 The suite's name is its file name without ``.yaml``. Everything that decides which rows
 are scored and how (dataset, match, where, limit, inputs, references, label_map, params,
 metrics) is part of each run's key in the ledger; ``primary`` and ``group`` only decide
-how two runs are compared, so changing them re-runs nothing.
+how two runs are compared, and ``flaky`` only how a run is reported, so changing them
+re-runs nothing.
 """
 
 from __future__ import annotations
@@ -88,12 +93,22 @@ class SuiteFile(BaseModel):
     gates: dict[str, float] = Field(default_factory=dict)
     primary: str | None = None
     group: str | None = None
+    flaky: float | None = Field(None, ge=0, lt=1)
 
     @field_validator("limit", mode="before")
     @classmethod
     def _limit_not_boolean(cls, value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError("input should be a valid integer, not a boolean")
+        return value
+
+    @field_validator("flaky", mode="before")
+    @classmethod
+    def _flaky_not_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(
+                "input should be a share of examples (a number below 1), not a boolean"
+            )
         return value
 
     provider: str | None = None

@@ -30,6 +30,7 @@ from ..errors import LedgerError
 __all__ = [
     "DatasetRef",
     "ExampleIds",
+    "MetricConsistency",
     "MetricIdentity",
     "MetricResult",
     "OutputsObject",
@@ -217,6 +218,19 @@ class MetricResult(_Frozen):
     n: int = Field(ge=0)
 
 
+class MetricConsistency(_Frozen):
+    """One metric's consistency over a run's repeats (``evals.consistency``; k is the
+    run's ``repeats``): the share of examples whose repeats disagree, the mean per-example
+    variance, and, for a 0/1 metric, pass@k and pass^k. ``n`` counts the examples scored.
+    """
+
+    n: int = Field(ge=0)
+    disagreement: float = Field(ge=0, le=1, allow_inf_nan=False)
+    mean_variance: float = Field(ge=0, allow_inf_nan=False)
+    pass_at_k: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    pass_hat_k: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+
+
 class Timing(_Frozen):
     seconds: float = Field(ge=0, allow_inf_nan=False)
     calls: int = Field(ge=0)
@@ -266,6 +280,8 @@ class RunRecord(_Frozen):
     provenance: Provenance
     scores: _Reference
     outputs: _Reference | None = None
+    # With repeats (``repeats`` > 1) only: each metric's consistency over the repeats.
+    consistency: dict[str, MetricConsistency] | None = None
     migrated_from: _Reference | None = None
     # The hash of the record on the line this one was appended after (None for a first
     # line); ``ledger verify`` reports a record whose predecessor is gone: a deleted line.
@@ -320,7 +336,10 @@ class ScoresObject(_Frozen):
 
     ``scores[metric][i]`` is example i's score (the mean over repeats), None when the
     example failed; ``errors`` maps the index (as text) of each failed example to its
-    reason; ``variance`` (with repeats) holds each example's variance over repeats.
+    reason; ``variance`` (with repeats) holds each example's variance over repeats, and
+    ``repeats`` (with repeats; absent from runs recorded before it existed) each example's
+    score per repeat, in repeat order (None when the example failed), from which the
+    run's consistency can be computed again.
     """
 
     format: Literal["promptlib-scores/1"] = "promptlib-scores/1"
@@ -328,6 +347,7 @@ class ScoresObject(_Frozen):
     scores: dict[str, list[float | None]]
     errors: dict[str, str] = Field(default_factory=dict)
     variance: dict[str, list[float | None]] | None = None
+    repeats: dict[str, list[list[float] | None]] | None = None
 
 
 class OutputsObject(_Frozen):

@@ -53,6 +53,8 @@ class RunScores:
     scores: Mapping[str, Sequence[float | None]]
     errors: Mapping[str, str] = field(default_factory=dict)
     variance: Mapping[str, Sequence[float | None]] | None = None
+    # Each example's score per repeat (None without repeats, and in older records).
+    repeats: Mapping[str, Sequence[Sequence[float] | None]] | None = None
 
     def of(self, metric: str) -> dict[str, float]:
         """The scores of ``metric`` by example id, failed examples left out."""
@@ -374,7 +376,7 @@ class LedgerView:
         data = ScoresObject.model_validate(self.object(run.scores))
         ids = self.example_ids(data.examples)
         errors = {ids[int(index)]: message for index, message in data.errors.items()}
-        return RunScores(ids, data.scores, errors, data.variance)
+        return RunScores(ids, data.scores, errors, data.variance, data.repeats)
 
     def outputs(self, run: RunRecord) -> RunOutputs | None:
         """The run's outputs, or None when it kept none (``--no-outputs``, schema 1)."""

@@ -9,7 +9,10 @@ Options (``[tool.promptlib.providers.NAME]`` with ``type = "python"``):
 
 The callable is called as ``function(messages, params)`` with ``messages`` a list of
 ``{"role": ..., "content": ...}`` dicts and ``params`` a dict of generation parameters
-(fresh copies for every call). It may be sync (run in a worker thread, so it does not block
+(fresh copies for every call); a callable with a parameter named ``repeat`` also gets the
+repeat index (0 to K - 1 with ``eval --repeats K``) as ``repeat=``, so that a
+deterministic callable can answer differently across repeats (a sampling seed). It may be
+sync (run in a worker thread, so it does not block
 the event loop) or async. It returns the answer text, or a dict::
 
     {"text": "...", "usage": {"prompt_tokens": 12, "completion_tokens": 3},
@@ -66,6 +69,7 @@ class PythonProvider(Provider):
         self._options = options
         self.concurrency = options.concurrency
         self._function: Callable[..., Any] | None = None
+        self._takes_repeat = False
 
     @classmethod
     def from_config(
@@ -129,6 +133,7 @@ class PythonProvider(Provider):
                 f"{self._where()}: {attribute_path} is not callable", retryable=False
             )
         function: Callable[..., Any] = target
+        self._takes_repeat = _takes_repeat(function)
         self._function = function
         return function
 
@@ -136,11 +141,12 @@ class PythonProvider(Provider):
         function = self._resolve()
         messages = [m.to_dict() for m in request.messages]
         params = dict(request.params)
+        extra = {"repeat": request.repeat} if self._takes_repeat else {}
         try:
             if inspect.iscoroutinefunction(function):
-                result = await function(messages, params)
+                result = await function(messages, params, **extra)
             else:
-                result = await asyncio.to_thread(function, messages, params)
+                result = await asyncio.to_thread(function, messages, params, **extra)
                 if inspect.isawaitable(result):
                     result = await result
         except ProviderError:
@@ -150,3 +156,15 @@ class PythonProvider(Provider):
                 f"{self._where()} raised {type(exc).__name__}: {exc}", retryable=False
             ) from exc
         return response_from_data(result, self._options.model, self._where())
+
+
+def _takes_repeat(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` declares a parameter named ``repeat`` (passed by keyword)."""
+    try:
+        parameter = inspect.signature(function).parameters.get("repeat")
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )

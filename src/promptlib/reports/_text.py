@@ -6,9 +6,18 @@ import math
 
 from ..compare.against import AgainstReport, MetricComparison
 from ..compare.stats import INCONCLUSIVE
-from ..evals.run import SubsetSummary
+from ..evals.run import PromptOutcome, SubsetSummary
 
-__all__ = ["gates_text", "interval_text", "p_text", "subset_text", "verdict_text"]
+__all__ = [
+    "consistency_text",
+    "failed_gates_text",
+    "gates_text",
+    "interval_text",
+    "p_text",
+    "status_text",
+    "subset_text",
+    "verdict_text",
+]
 
 
 def interval_text(interval: tuple[float, float]) -> str:
@@ -81,3 +90,41 @@ def subset_text(summary: SubsetSummary, *, compared: bool = False) -> str:
     if compared:
         return text + ", the same rows on both sides; not a comparison on the full suites."
     return text + "; not an evaluation of the full suites."
+
+
+def failed_gates_text(o: PromptOutcome, digits: int = 3) -> str:
+    """Why ``o`` failed its gates: each threshold missed, and a gated flaky prompt."""
+    parts = [
+        f"{m} {o.results[m]['mean']:.{digits}f} < {t:g}" for m, (t, ok) in o.gates.items() if not ok
+    ]
+    if o.flaky and o.flaky_gated:
+        parts.append(o.flaky_text() or "flaky")
+    return "; ".join(parts)
+
+
+def status_text(o: PromptOutcome) -> str:
+    """A prompt's status in one phrase: ``failed``, ``gate failed``, ``flaky`` (gated),
+    ``ran, flaky`` (reported only), else ``ran`` or ``reused``."""
+    if o.status == "failed":
+        return "failed"
+    gates_failed = not all(ok for _, ok in o.gates.values())
+    if o.flaky and o.flaky_gated:
+        return "gate failed, flaky" if gates_failed else "flaky"
+    if gates_failed:
+        return "gate failed, flaky" if o.flaky else "gate failed"
+    return f"{o.status}, flaky" if o.flaky else o.status
+
+
+def consistency_text(o: PromptOutcome, metric: str) -> str:
+    """``pass@3 0.800, pass^3 0.400, disagree 40%, variance 0.089 (n 10)`` for one
+    metric of a run with repeats (pass@k and pass^k for 0/1 metrics only)."""
+    c = o.consistency[metric]
+    k = o.repeats
+    parts = []
+    if "pass_at_k" in c:
+        parts.append(f"pass@{k} {c['pass_at_k']:.3f}")
+    if "pass_hat_k" in c:
+        parts.append(f"pass^{k} {c['pass_hat_k']:.3f}")
+    parts.append(f"disagree {c['disagreement']:.0%}")
+    parts.append(f"variance {c['mean_variance']:.3f}")
+    return ", ".join(parts) + f" (n {int(c['n'])})"

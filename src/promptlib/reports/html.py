@@ -31,7 +31,7 @@ from ..compare.flips import Flip, Flips
 from ..evals.evidence import Example, RunEvidence
 from ..evals.run import EvalReport, PromptOutcome
 from ..ledger import LedgerView
-from ._text import interval_text, p_text, verdict_text
+from ._text import consistency_text, failed_gates_text, interval_text, p_text, verdict_text
 
 __all__ = [
     "against_html",
@@ -272,8 +272,7 @@ def _failure_items(report: AgainstReport) -> list[str]:
     for c in report.undecided:
         items.append(f"{c.prompt}: {c.suite}/{c.metric} not shown non-inferior (strict mode)")
     for o in report.candidate.gate_failures:
-        failed = ", ".join(f"{m} < {t:g}" for m, (t, ok) in o.gates.items() if not ok)
-        items.append(f"{o.prompt}: threshold not met in {o.suite}: {failed}")
+        items.append(f"{o.prompt}: gate failed in {o.suite}: {failed_gates_text(o)}")
     return items
 
 
@@ -682,6 +681,13 @@ def against_html(
         body.append(
             '<ul class="failures">' + "".join(f"<li>{_e(f)}</li>" for f in failures) + "</ul>"
         )
+    flaky = [
+        f"{o.prompt} ({o.suite}): {o.flaky_text()}"
+        for o in report.candidate.outcomes
+        if o.flaky and not o.flaky_gated
+    ]
+    if flaky:
+        body.append('<ul class="flaky">' + "".join(f"<li>{_e(f)}</li>" for f in flaky) + "</ul>")
     body.append("<h2>Verdicts</h2>")
     if report.comparisons:
         body.append(_verdict_table(report))
@@ -752,14 +758,19 @@ def against_page(report: AgainstReport, view: LedgerView | None, root: Path | No
 
 
 def _outcome_row(o: PromptOutcome) -> str:
-    status = o.status if o.status == "failed" else ("passed" if o.passed else "gate failed")
+    shown = o.status if o.status == "failed" else ("passed" if o.passed else "gate failed")
+    # A flaky prompt is filtered as "flaky"; its cell says whether it failed the gate.
+    status = "flaky" if o.flaky else shown
+    if o.flaky:
+        shown = f"{shown}, flaky"
     means = ", ".join(f"{m} {r['mean']:.3f}" for m, r in (o.results or {}).items())
+    consistency = "; ".join(f"{m}: {consistency_text(o, m)}" for m in sorted(o.consistency))
+    detail = o.failure or o.flaky_text()
     return (
         f'<tr data-verdict="{_e(status)}" data-prompt="{_e(o.prompt)}" '
         f'data-suite="{_e(o.suite)}"><td><code>{_e(o.prompt)}</code></td><td>{_e(o.suite)}</td>'
-        f"<td>{_e(means)}</td><td>{_e(status)}"
-        + (f": {_e(o.failure)}" if o.failure else "")
-        + "</td></tr>"
+        f"<td>{_e(means)}</td><td>{_e(consistency) if consistency else '-'}</td>"
+        f"<td>{_e(shown)}" + (f": {_e(detail)}" if detail else "") + "</td></tr>"
     )
 
 
@@ -768,7 +779,7 @@ def eval_html(report: EvalReport, *, project: Mapping[str, Any] | None = None) -
     failed = bool(report.gate_failures or report.provider_failures)
     rows = "\n".join(_outcome_row(o) for o in report.outcomes)
     options = "".join(
-        f'<option value="{v}">{v}</option>' for v in ("passed", "gate failed", "failed")
+        f'<option value="{v}">{v}</option>' for v in ("passed", "flaky", "gate failed", "failed")
     )
     body = [
         f'<h1 id="status" data-passed="{str(not failed).lower()}">{_badge(not failed)}'
@@ -779,6 +790,7 @@ def eval_html(report: EvalReport, *, project: Mapping[str, Any] | None = None) -
         '<label>prompt <input data-filter="prompt" type="search"></label>'
         '<span id="shown" class="muted"></span></div>',
         '<table id="verdicts"><thead><tr><th>prompt</th><th>suite</th><th>means</th>'
+        "<th>consistency over repeats</th>"
         f"<th>status</th></tr></thead><tbody>{rows}</tbody></table>",
     ]
     if project:

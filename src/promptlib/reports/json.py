@@ -23,7 +23,7 @@ __all__ = [
 
 
 def _outcome(o: PromptOutcome) -> dict[str, Any]:
-    return {
+    out = {
         "suite": o.suite,
         "prompt": o.prompt,
         "version": o.version,
@@ -35,7 +35,15 @@ def _outcome(o: PromptOutcome) -> dict[str, Any]:
         "cached": o.cached,
         "seconds": o.seconds,
         "failure": o.failure,
+        "flaky": o.flaky,
     }
+    if o.consistency:
+        out["repeats"] = o.repeats
+        out["consistency"] = o.consistency
+        out["flaky_threshold"] = o.flaky_threshold
+        out["flaky_gated"] = o.flaky_gated
+        out["flaky_metrics"] = o.flaky_metrics
+    return out
 
 
 def _failure(o: PromptOutcome, side: str) -> dict[str, Any]:
@@ -132,8 +140,20 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
                 "suite": o.suite,
                 "prompt": o.prompt,
                 "gates": {k: v[0] for k, v in o.gates.items() if not v[1]},
+                "flaky": o.flaky and o.flaky_gated,
             }
             for o in report.candidate.gate_failures
+        ],
+        "flaky": [
+            {
+                "suite": o.suite,
+                "prompt": o.prompt,
+                "metrics": o.flaky_metrics,
+                "gated": o.flaky_gated,
+                "text": o.flaky_text(),
+            }
+            for o in report.candidate.outcomes
+            if o.flaky
         ],
     }
 

@@ -12,7 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 from ..compare.against import AgainstReport
 from ..compare.stats import REGRESSED
 from ..evals.run import EvalReport, PromptOutcome
-from ._text import gates_text, subset_text
+from ._text import failed_gates_text, gates_text, subset_text
 
 __all__ = ["against_junit", "eval_junit"]
 
@@ -49,9 +49,14 @@ def _error_case(o: PromptOutcome, classname: str) -> str:
 
 
 def _gate_text(o: PromptOutcome) -> str:
-    return "; ".join(
-        f"{m} {o.results[m]['mean']:.4f} < {t:g}" for m, (t, ok) in o.gates.items() if not ok
-    )
+    return failed_gates_text(o, digits=4)
+
+
+def _flaky_out(o: PromptOutcome) -> str:
+    """A flaky prompt that passes (not gated) says so in its ``<system-out>``."""
+    if not o.flaky or o.flaky_gated:
+        return ""
+    return f"<system-out>{escape(o.flaky_text() or 'flaky')}</system-out>"
 
 
 def eval_junit(report: EvalReport) -> str:
@@ -68,6 +73,7 @@ def eval_junit(report: EvalReport) -> str:
             failures += 1
             text = _gate_text(o)
             body = f"<failure message={quoteattr(text)}>{escape(text)}</failure>"
+        body += _flaky_out(o)
         cases.append(
             f'  <testcase classname="promptlib.eval" name={name} time="{o.seconds:.3f}">'
             f"{body}</testcase>"

@@ -15,15 +15,55 @@ from ..compare.flips import Flip
 from ..compare.stats import IMPROVED, REGRESSED
 from ..evals.run import EvalReport, PromptOutcome
 from ..versioning.diff import LibraryDiff
-from ._text import gates_text, interval_text, p_text, subset_text, verdict_text
+from ._text import (
+    failed_gates_text,
+    gates_text,
+    interval_text,
+    p_text,
+    status_text,
+    subset_text,
+    verdict_text,
+)
 
 __all__ = ["against_markdown", "diff_markdown", "eval_markdown"]
 
 
 def _failed_gates(o: PromptOutcome) -> str:
-    return ", ".join(
-        f"{m} {o.results[m]['mean']:.3f} < {t:g}" for m, (t, ok) in o.gates.items() if not ok
-    )
+    return failed_gates_text(o)
+
+
+def _flaky_lines(report: EvalReport) -> list[str]:
+    """A warning for each flaky prompt that does not fail the gate (gated ones are listed
+    as failed gates)."""
+    return [
+        f"- ⚠️ `{o.prompt}` ({o.suite}): {o.flaky_text()}"
+        for o in report.outcomes
+        if o.flaky and not o.flaky_gated
+    ]
+
+
+def _consistency_lines(report: EvalReport) -> list[str]:
+    """The consistency of each run with repeats: one row per prompt and metric."""
+    rows = [(o, m) for o in report.outcomes for m in sorted(o.consistency)]
+    if not rows:
+        return []
+    lines = [
+        "**Consistency over repeats** (pass@k: passed at least once in k; pass^k: passed "
+        "all k; disagree: share of examples whose repeats differ)",
+        "",
+        "| prompt | suite | metric | repeats | pass@k | pass^k | disagree | variance | n |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for o, m in rows:
+        c = o.consistency[m]
+        at = f"{c['pass_at_k']:.3f}" if "pass_at_k" in c else "-"
+        hat = f"{c['pass_hat_k']:.3f}" if "pass_hat_k" in c else "-"
+        mark = " ⚠️" if m in o.flaky_metrics else ""
+        lines.append(
+            f"| `{o.prompt}` | {o.suite} | {m} | {o.repeats} | {at} | {hat} | "
+            f"{c['disagreement']:.0%}{mark} | {c['mean_variance']:.3f} | {int(c['n'])} |"
+        )
+    return [*lines, ""]
 
 
 def _failure_lines(report: EvalReport, baseline: list[PromptOutcome] | None = None) -> list[str]:
@@ -59,6 +99,9 @@ def eval_markdown(report: EvalReport) -> str:
     failures = _failure_lines(report)
     if failures:
         lines += [*failures, ""]
+    warnings = _flaky_lines(report)
+    if warnings:
+        lines += [*warnings, ""]
     by_suite: dict[str, list[PromptOutcome]] = {}
     for outcome in report.outcomes:
         by_suite.setdefault(outcome.suite, []).append(outcome)
@@ -81,13 +124,16 @@ def eval_markdown(report: EvalReport) -> str:
             if o.status == "failed":
                 status = f"❌ failed: {o.failure}"
             elif not o.passed:
-                status = "❌ gate failed"
+                status = f"❌ {status_text(o)}"
+            elif o.flaky:
+                status = f"⚠️ {status_text(o)}"
             else:
                 status = o.status
             lines.append(
                 f"| `{o.prompt}` | {o.version} | " + " | ".join(cells) + f" | {n} | {status} |"
             )
         lines.append("")
+    lines += _consistency_lines(report)
     return "\n".join(lines)
 
 
@@ -123,6 +169,9 @@ def against_markdown(report: AgainstReport, *, full_report: str | None = None) -
     failures = _failure_lines(report.candidate, report.baseline_failures)
     if failures:
         lines += [*failures, ""]
+    warnings = _flaky_lines(report.candidate)
+    if warnings:
+        lines += [*warnings, ""]
     if report.comparisons:
         lines += [
             "| prompt | suite | metric | n | failed (base / cand) | baseline | candidate | Δ "
