@@ -313,3 +313,66 @@ def test_bad_flaky_configuration_is_refused(
     assert message in err
     assert "Traceback" not in err
     assert not (root / "evals" / "ledger" / "index.jsonl").exists()
+
+
+def test_a_completed_run_keeps_the_recorded_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    monkeypatch.setenv("UNSTABLE_DOWN_ROW", "3")
+    code, out, err = cli(root, "eval", "--repeats", "3", "--prompt", "demo.shaky")
+    assert code == 0, out + err
+    [first] = [r for r in index(root) if r["kind"] == "run"]
+    assert first["errors"] == 1
+    # Row 3 failed: 2 of the 9 scored examples disagree.
+    assert first["consistency"]["exact_match"]["n"] == 9
+    assert first["consistency"]["exact_match"]["disagreement"] == pytest.approx(2 / 9, abs=1e-6)
+    monkeypatch.delenv("UNSTABLE_DOWN_ROW")
+    code, out, err = cli(root, "eval", "--repeats", "3", "--prompt", "demo.shaky")
+    assert code == 0, out + err
+    assert "retried the 1 failed example(s)" in err
+    latest = [r for r in index(root) if r["kind"] == "run"][-1]
+    assert latest["key"] == first["key"]
+    assert latest["errors"] == 0
+    # Only row 3 was asked again; the other nine kept their recorded repeats.
+    assert latest["consistency"]["exact_match"] == {
+        "n": 10,
+        "disagreement": pytest.approx(0.2),
+        "mean_variance": pytest.approx(2 / 45, abs=1e-6),
+        "pass_at_k": pytest.approx(0.9),
+        "pass_hat_k": pytest.approx(0.7),
+    }
+    per_repeat = load_object(root, latest["scores"])["repeats"]["exact_match"]
+    assert per_repeat == [[1, 1, 1]] * 4 + [[1, 0, 1], [1, 1, 1], [0, 0, 0]] + [[1, 1, 1]] * 2 + [
+        [1, 0, 1]
+    ]
+
+
+def test_against_with_repeats_compares_examples_and_gates_a_flaky_candidate(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path, settings="\n[tool.promptlib.flaky]\ngate = true\n")
+    write(root / "CHANGELOG.md", "# Changelog\n\n## [Unreleased]\n\n- First.\n")
+    code, out, err = cli(root, "release")
+    assert code == 0, out + err
+    write(
+        root / "prompts" / "demo" / "shaky.yaml",
+        PROMPT.format(name="shaky", system="Answer yes, briefly. [unstable]").replace(
+            "1.0.0", "1.1.0"
+        ),
+    )
+    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--repeats", "3", "--format", "json")
+    assert code == 1, out + err
+    report = json.loads(out)
+    assert report["passed"] is False
+    [comparison] = report["comparisons"]
+    # The example is the unit: 10 examples, each scored by its mean over 3 repeats.
+    assert (comparison["prompt"], comparison["n"]) == ("demo.shaky", 10)
+    assert comparison["candidate"] == pytest.approx(5 / 6, abs=1e-6)
+    assert report["gate_failures"] == [
+        {"suite": "main", "prompt": "demo.shaky", "gates": {}, "flaky": True}
+    ]
+    assert [f["prompt"] for f in report["flaky"]] == ["demo.shaky"]
+    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--repeats", "3")
+    assert code == 1
+    assert "gate failed: main/demo.shaky: flaky: exact_match disagrees on 20%" in err
