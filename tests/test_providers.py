@@ -20,6 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -499,6 +500,18 @@ def mutate(messages, params):
     return "mutated"
 
 
+def seeded(messages, params, repeat):
+    return f"repeat {repeat}"
+
+
+async def seeded_async(messages, params, *, repeat=0):
+    return f"async repeat {repeat}"
+
+
+def any_keywords(messages, params, **extra):
+    return f"extra {sorted(extra)}"
+
+
 class Model:
     @staticmethod
     def answer(messages, params):
@@ -538,6 +551,28 @@ def test_python_attribute_path_and_result_extras(answers: str) -> None:
     assert response(call(provider, ask("ex-1"))[0]) == Response(
         text="static", cost=0.5, model="model-v2"
     )
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("seeded", ["repeat 0", "repeat 1", "repeat 2"]),
+        ("seeded_async", ["async repeat 0", "async repeat 1", "async repeat 2"]),
+        # Only a parameter named ``repeat`` asks for it: **kwargs gets nothing new.
+        ("any_keywords", ["extra []"] * 3),
+        ("sync_echo", None),
+    ],
+)
+def test_python_callable_that_declares_repeat_gets_the_repeat_index(
+    answers: str, target: str, expected: list[str] | None
+) -> None:
+    provider = make("python", callable=f"{answers}:{target}")
+    requests = [replace(ask("ex-1"), repeat=r) for r in range(3)]
+    texts = [response(r).text for r in call(provider, *requests)]
+    if expected is None:  # a callable of (messages, params) is called as it always was
+        assert all(t.startswith("sync: ex-1") for t in texts)
+    else:
+        assert texts == expected
 
 
 def test_python_callable_gets_copies(answers: str) -> None:
