@@ -348,10 +348,12 @@ def test_a_completed_run_keeps_the_recorded_repeats(
     ]
 
 
-def test_against_with_repeats_compares_examples_and_gates_a_flaky_candidate(
-    tmp_path: Path,
+@pytest.mark.parametrize("gate", [True, False])
+def test_against_with_repeats_compares_examples_and_reports_a_flaky_candidate(
+    tmp_path: Path, gate: bool
 ) -> None:
-    root = make_project(tmp_path, settings="\n[tool.promptlib.flaky]\ngate = true\n")
+    settings = f"\n[tool.promptlib.flaky]\ngate = {str(gate).lower()}\n"
+    root = make_project(tmp_path, settings=settings)
     write(root / "CHANGELOG.md", "# Changelog\n\n## [Unreleased]\n\n- First.\n")
     code, out, err = cli(root, "release")
     assert code == 0, out + err
@@ -361,18 +363,36 @@ def test_against_with_repeats_compares_examples_and_gates_a_flaky_candidate(
             "1.0.0", "1.1.0"
         ),
     )
-    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--repeats", "3", "--format", "json")
-    assert code == 1, out + err
+    against = ("eval", "--against", "v1.0.0", "--repeats", "3")
+    code, out, err = cli(root, *against, "--format", "json")
+    assert code == (1 if gate else 0), out + err
     report = json.loads(out)
-    assert report["passed"] is False
+    assert report["passed"] is not gate
     [comparison] = report["comparisons"]
     # The example is the unit: 10 examples, each scored by its mean over 3 repeats.
     assert (comparison["prompt"], comparison["n"]) == ("demo.shaky", 10)
     assert comparison["candidate"] == pytest.approx(5 / 6, abs=1e-6)
-    assert report["gate_failures"] == [
-        {"suite": "main", "prompt": "demo.shaky", "gates": {}, "flaky": True}
-    ]
-    assert [f["prompt"] for f in report["flaky"]] == ["demo.shaky"]
-    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--repeats", "3")
-    assert code == 1
-    assert "gate failed: main/demo.shaky: flaky: exact_match disagrees on 20%" in err
+    assert report["gate_failures"] == (
+        [{"suite": "main", "prompt": "demo.shaky", "gates": {}, "flaky": True}] if gate else []
+    )
+    assert [(f["prompt"], f["gated"]) for f in report["flaky"]] == [("demo.shaky", gate)]
+    code, out, err = cli(root, *against)
+    assert code == (1 if gate else 0)
+    said = "gate failed: main/demo.shaky: flaky:" if gate else "warning: main/demo.shaky: flaky:"
+    assert said in err
+    code, out, _ = cli(root, *against, "--format", "markdown")
+    if gate:
+        assert "- ❌ gate failed: `demo.shaky` (main): flaky: exact_match" in out
+    else:
+        assert out.startswith("### ✅")
+        assert "- ⚠️ `demo.shaky` (main): flaky: exact_match disagrees on 20%" in out
+    code, out, _ = cli(root, *against, "--format", "junit")
+    suite = ET.fromstring(out)
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    if gate:
+        [failure] = [f for f in suite.iter("failure") if "flaky" in (f.get("message") or "")]
+        assert "exact_match disagrees on 20%" in (failure.get("message") or "")
+        assert "flaky" not in properties
+    else:
+        assert suite.get("failures") == "0"
+        assert "main/demo.shaky: flaky: exact_match" in (properties.get("flaky") or "")

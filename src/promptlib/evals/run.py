@@ -200,8 +200,8 @@ def outcome_of(result: JobResult, flaky: FlakySettings | None = None) -> PromptO
         consistency = {
             k: v.model_dump(exclude_none=True) for k, v in (result.record.consistency or {}).items()
         }
-    threshold = job.suite.spec.flaky if job.suite.spec.flaky is not None else flaky.threshold
-    unstable = any(c["disagreement"] > threshold for c in consistency.values())
+    limit = job.suite.spec.flaky if job.suite.spec.flaky is not None else flaky.threshold
+    unstable = any(c["disagreement"] > limit for c in consistency.values())
     gates = {
         metric: (threshold, results.get(metric, {}).get("mean", 0.0) >= threshold)
         for metric, threshold in job.suite.spec.gates.items()
@@ -223,7 +223,7 @@ def outcome_of(result: JobResult, flaky: FlakySettings | None = None) -> PromptO
         failure=result.failure,
         repeats=repeats,
         consistency=consistency,
-        flaky_threshold=threshold if consistency else None,
+        flaky_threshold=limit if consistency else None,
         flaky=unstable and result.status != "failed",
         flaky_gated=flaky.gate,
     )

@@ -125,4 +125,12 @@ def against_junit(report: AgainstReport) -> str:
     }
     if report.subset is not None:
         rule["subset"] = subset_text(report.subset, compared=True)
+    flaky = [
+        f"{o.suite}/{o.prompt}: {o.flaky_text()}"
+        for o in report.candidate.outcomes
+        if o.flaky and not o.flaky_gated
+    ]
+    if flaky:
+        # Reported, not gated: a property, since it fails no test case.
+        rule["flaky"] = "; ".join(flaky)
     return _suite(f"promptlib eval --against {report.ref}", cases, failures, errors, rule)
