@@ -231,6 +231,12 @@ def test_repeats_report_consistency_and_flag_the_unstable_prompt(tmp_path: Path)
     assert 'data-passed="true"' in page
     assert 'data-verdict="flaky" data-prompt="demo.shaky"' in page
     assert 'data-verdict="passed" data-prompt="demo.steady"' in page
+    # The recorded run's own page shows its consistency too.
+    code, out, err = cli(root, "report", "--run", record["key"], "--html", str(html))
+    assert code == 0, out + err
+    page = html.read_text()
+    assert "<h2>Consistency over 3 repeats</h2>" in page
+    assert "<td>disagree 20.0%</td><td>variance 0.0444</td><td>pass@3 0.9000</td>" in page
 
 
 def test_a_gated_flaky_prompt_fails_in_every_format(tmp_path: Path) -> None:

@@ -823,6 +823,15 @@ def run_html(evidence: RunEvidence, *, project: Mapping[str, Any] | None = None)
         f"<td>n = {r.n:,}</td></tr>"
         for name, r in run.results.items()
     )
+    k = run.repeats
+    consistency = "".join(
+        f"<tr><th>{_e(name)}</th><td>disagree {c.disagreement:.1%}</td>"
+        f"<td>variance {c.mean_variance:.4f}</td>"
+        + (f"<td>pass@{k} {c.pass_at_k:.4f}</td>" if c.pass_at_k is not None else "<td></td>")
+        + (f"<td>pass^{k} {c.pass_hat_k:.4f}</td>" if c.pass_hat_k is not None else "<td></td>")
+        + f"<td>n = {c.n:,}</td></tr>"
+        for name, c in (run.consistency or {}).items()
+    )
     facts = [
         ("prompt", f"{run.prompt.id} {run.prompt.version} ({run.prompt.fingerprint[:19]}…)"),
         ("suite", run.suite),
@@ -855,6 +864,11 @@ def run_html(evidence: RunEvidence, *, project: Mapping[str, Any] | None = None)
     body = [
         f"<h1>{_e(run.prompt.id)} in {_e(run.suite)}</h1>",
         f"<table class='means'>{means}</table>",
+        (
+            f"<h2>Consistency over {k} repeats</h2><table class='consistency'>{consistency}</table>"
+            if consistency
+            else ""
+        ),
         "<h2>Provenance</h2><table>"
         + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
         + "</table>",
