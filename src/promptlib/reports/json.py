@@ -46,6 +46,18 @@ def _outcome(o: PromptOutcome) -> dict[str, Any]:
     return out
 
 
+def _gate_failure(o: PromptOutcome) -> dict[str, Any]:
+    """A failed gate: the thresholds missed, and ``flaky: true`` when flakiness is gated."""
+    out: dict[str, Any] = {
+        "suite": o.suite,
+        "prompt": o.prompt,
+        "gates": {k: v[0] for k, v in o.gates.items() if not v[1]},
+    }
+    if o.flaky and o.flaky_gated:
+        out["flaky"] = True
+    return out
+
+
 def _failure(o: PromptOutcome, side: str) -> dict[str, Any]:
     return {"side": side, "suite": o.suite, "prompt": o.prompt, "reason": o.failure}
 
@@ -135,15 +147,7 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             }
             for c in report.comparisons
         ],
-        "gate_failures": [
-            {
-                "suite": o.suite,
-                "prompt": o.prompt,
-                "gates": {k: v[0] for k, v in o.gates.items() if not v[1]},
-                "flaky": o.flaky and o.flaky_gated,
-            }
-            for o in report.candidate.gate_failures
-        ],
+        "gate_failures": [_gate_failure(o) for o in report.candidate.gate_failures],
         "flaky": [
             {
                 "suite": o.suite,
