@@ -28,6 +28,10 @@ tests):
   ``a if c else b`` expressions and by name in ``select``, ``reject``, ``selectattr``,
   ``rejectattr`` and ``map``) must exist, and no method that modifies a list, dict or set
   (``.append()``, ``.update()``, ...) may be called. Every such problem is reported.
+* A filter or test that is not built in may come from an installed package that
+  registers it under the ``promptlib.filters`` or ``promptlib.tests`` entry point
+  (``promptlib.library.plugins``): it is imported when a template first names it, runs
+  within the same limits as a built-in filter, and must return plain data.
 * An optional input the caller did not give and that declares no default is passed as
   ``not_given(name)``: false in ``{% if %}``, replaced by ``default``, not ``defined``, and
   an error naming the input when printed, iterated or looked into.
@@ -86,8 +90,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, _mutable_spec
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
-from ..errors import RenderError, UnsafeTemplateError
+from ..errors import ConfigError, RenderError, UnsafeTemplateError
+from . import plugins
 from ._bounds import line_breaks, owned_size, text_size, translated_size
+from .plugins import Kind, Plugin
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -175,6 +181,9 @@ def not_given(name: str) -> jinja2.Undefined:
 class ParsedTemplate:
     """A parsed, checked template: its source, AST, the variables it reads, its partials.
 
+    ``plugins`` holds the filters and tests from installed packages (``plugins``) that
+    the template and its partials use, as ``(kind, name)``.
+
     ``text`` is set when the template is plain text (no tag or expression outside
     ``{% raw %}``): what it renders to. ``code`` is the Python source Jinja generated for
     ``tree`` while its variables were found, so compiling does not generate it again. Both
@@ -186,6 +195,7 @@ class ParsedTemplate:
     tree: nodes.Template
     variables: frozenset[str]
     partials: frozenset[str]
+    plugins: frozenset[tuple[Kind, str]] = frozenset()
     text: str | None = field(default=None, compare=False, repr=False)
     code: str | None = field(default=None, compare=False, repr=False)
 
@@ -225,7 +235,7 @@ _INSTEAD = {
     "update": "dict(d, key=value)",
 }
 # Filters that take the name of a test or filter as an argument, and its position.
-_NAMED_IN_ARGUMENT = {
+_NAMED_IN_ARGUMENT: dict[str, tuple[int, Kind]] = {
     "select": (0, "test"),
     "reject": (0, "test"),
     "selectattr": (1, "test"),
@@ -916,6 +926,40 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for name, func in original.items():
             filters[name] = self._guard_filter(name, special.get(name, func))
 
+    def add_plugin(self, plugin: Plugin) -> None:
+        """Make a plugin filter or test available to templates.
+
+        The plugin runs with the checks of a built-in filter (deadline, size of what it
+        returns); what it returns must be plain data, so that it cannot give a template an
+        object whose attributes lead to code; an exception it raises is a render error
+        that names it.
+        """
+        function = plugin.function
+        what = f"the {plugin.kind} {plugin.name!r} ({plugin.target} from {plugin.distribution})"
+        most = self.limits.max_items
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = function(*args, **kwargs)
+            except (RenderError, SecurityError):
+                raise
+            except Exception as exc:
+                raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+            return plugins.check_data(result, what, most)
+
+        if plugin.kind == "filter":
+            self.filters[plugin.name] = self._guard_filter(plugin.name, checked)
+            return
+
+        def test(*args: Any, **kwargs: Any) -> bool:
+            global _calls
+            _calls += 1
+            if not _calls & 15:
+                _tick()
+            return bool(checked(*args, **kwargs))
+
+        self.tests[plugin.name] = test
+
     def _guard_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """``func`` checking the deadline, the size of its value (a filter that makes it
         text, or goes through its items) and of what it returns.
@@ -1242,8 +1286,9 @@ def _mutation(method: str) -> str:
     )
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    """The message for a filter or test that does not exist, with the nearest real name."""
+def _unknown(kind: Kind, name: str, known: Iterable[str]) -> str:
+    """The message for a filter or test that does not exist, with the nearest real name
+    (built in or installed), else how to install or register it."""
     public = [k for k in known if not k.startswith("_")]
     # Stricter than difflib's default, which offers unrelated names (frobnicate: truncate).
     close = difflib.get_close_matches(name, public, n=1, cutoff=0.75)
@@ -1251,7 +1296,8 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
         return f"unknown {kind} {name!r} (did you mean {close[0]!r}?)"
     return (
         f"unknown {kind} {name!r}: templates can use Jinja's built-in {kind}s "
-        f"({_BUILTIN_LISTS.format(kind)})"
+        f"({_BUILTIN_LISTS.format(kind)}) and {kind}s of installed packages; "
+        + plugins.registration_hint(kind)
     )
 
 
@@ -1283,6 +1329,14 @@ class Renderer:
         self._env = _Sandbox(self.partials, limits)
         self._partial_info: dict[str, ParsedTemplate] = {}
         self._static_globals = self._env.make_globals(None)
+        self._plugins: dict[tuple[Kind, str], Plugin] = {}
+        # Every name looked up among the plugins, with ``plugins.state``: a validation
+        # cache keeps them with a file's result (the caller clears it between files).
+        self.looked_up: dict[tuple[Kind, str], str | None] = {}
+
+    def plugin(self, kind: Kind, name: str) -> Plugin:
+        """A plugin that a template parsed by this renderer uses (see ``ParsedTemplate``)."""
+        return self._plugins[kind, name]
 
     def parse(self, source: str) -> ParsedTemplate:
         """Parse and check a template; raise ``TemplateProblem`` for the first problem.
@@ -1297,7 +1351,7 @@ class Renderer:
             return ParsedTemplate(source, tree, _NOTHING, _NOTHING, text=text)
         generator = _Generator(self._env)
         try:
-            variables, partials = self._analyse(tree, stack=(), generator=generator)
+            variables, partials, used = self._analyse(tree, stack=(), generator=generator)
         except jinja2.TemplateError as exc:  # e.g. a block defined twice
             lineno = getattr(exc, "lineno", 0) or 0
             raise TemplateProblem(f"template error: {exc.message or exc}", lineno) from None
@@ -1308,6 +1362,7 @@ class Renderer:
             tree,
             frozenset(variables),
             frozenset(partials),
+            frozenset(used),
             code=generator.output.getvalue(),
         )
 
@@ -1326,21 +1381,22 @@ class Renderer:
         tree: nodes.Template,
         stack: tuple[str, ...],
         generator: _Generator | None = None,
-    ) -> tuple[set[str], set[str]]:
-        """The variables and partials of ``tree``; with a ``generator``, which finds the
-        variables by generating the template's code, that code is kept in it."""
+    ) -> tuple[set[str], set[str], set[tuple[Kind, str]]]:
+        """The variables, partials and plugins of ``tree``; with a ``generator``, which
+        finds the variables by generating the template's code, that code is kept in it."""
         # One walk collects what the checks below need, in document order.
         extends: nodes.Extends | None = None
         assigned: set[str] = set()
         references: list[nodes.Node] = []
         problems: list[TemplateProblem] = []
+        used: set[tuple[Kind, str]] = set()
         for node in tree.find_all(_ANALYSED):
             if isinstance(node, nodes.Name):
                 if node.ctx == "store":
                     assigned.add(node.name)
             elif isinstance(node, nodes.Filter | nodes.Test | nodes.Call):
                 problems.extend(
-                    TemplateProblem(message, node.lineno) for message in self._refusals(node)
+                    TemplateProblem(message, node.lineno) for message in self._refusals(node, used)
                 )
             elif isinstance(node, nodes.Extends):
                 if extends is None:
@@ -1399,20 +1455,49 @@ class Renderer:
             partials.add(name)
             partials |= info.partials
             variables |= set(info.variables) - assigned
-        return variables, partials
+            used |= info.plugins
+        return variables, partials, used
 
-    def _refusals(self, node: nodes.Filter | nodes.Test | nodes.Call) -> Iterator[str]:
+    def _known(self, kind: Kind, name: str, used: set[tuple[Kind, str]]) -> str | None:
+        """None when filter or test ``name`` exists (built in, or a plugin, which is then
+        loaded and recorded in ``used``), else the problem with it."""
+        table = self._env.filters if kind == "filter" else self._env.tests
+        key = (kind, name)
+        if key in self._plugins:
+            used.add(key)
+            self.looked_up[key] = plugins.state(kind, name)
+            return None
+        if name in table:
+            return None
+        try:
+            plugin = plugins.load(kind, name) if not name.startswith("_") else None
+        except ConfigError as exc:
+            self.looked_up[key] = f"error: {exc}"
+            return str(exc)
+        self.looked_up[key] = plugins.state(kind, name)
+        if plugin is None:
+            public = [*table, *plugins.available(kind)]
+            return _unknown(kind, name, public)
+        self._env.add_plugin(plugin)
+        self._plugins[key] = plugin
+        used.add(key)
+        return None
+
+    def _refusals(
+        self, node: nodes.Filter | nodes.Test | nodes.Call, used: set[tuple[Kind, str]]
+    ) -> Iterator[str]:
         """What is wrong with one filter, test or call: the names Jinja would only look up
-        when the expression runs, and the method calls the sandbox would refuse then."""
-        env = self._env
+        when the expression runs, and the method calls the sandbox would refuse then.
+        The plugins it names are added to ``used``."""
         if isinstance(node, nodes.Call):
             method = node.node
             if isinstance(method, nodes.Getattr) and method.attr in _MUTATING:
                 yield _mutation(method.attr)
             return
         if isinstance(node, nodes.Filter):
-            if node.name not in env.filters:
-                yield _unknown("filter", node.name, env.filters)
+            problem = self._known("filter", node.name, used)
+            if problem is not None:
+                yield problem
             if node.name == "attr" and node.args:
                 # ``xs|attr('append')`` reaches the same method by name.
                 name = node.args[0]
@@ -1423,11 +1508,13 @@ class Renderer:
                 position, kind = named
                 argument = node.args[position] if len(node.args) > position else None
                 if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
-                    known = env.tests if kind == "test" else env.filters
-                    if argument.value not in known:
-                        yield _unknown(kind, argument.value, known)
-        elif node.name not in env.tests:
-            yield _unknown("test", node.name, env.tests)
+                    problem = self._known(kind, argument.value, used)
+                    if problem is not None:
+                        yield problem
+        else:
+            problem = self._known("test", node.name, used)
+            if problem is not None:
+                yield problem
 
     def _partial(self, name: str, stack: tuple[str, ...]) -> ParsedTemplate:
         info = self._partial_info.get(name)
@@ -1435,7 +1522,7 @@ class Renderer:
             try:
                 tree = self._parse_tree(self.partials[name])
                 try:
-                    variables, partials = self._analyse(tree, (*stack, name))
+                    variables, partials, used = self._analyse(tree, (*stack, name))
                 except jinja2.TemplateError as error:
                     lineno = getattr(error, "lineno", 0) or 0
                     raise TemplateProblem(
@@ -1455,7 +1542,11 @@ class Renderer:
                     ]
                 ) from None
             info = ParsedTemplate(
-                self.partials[name], tree, frozenset(variables), frozenset(partials)
+                self.partials[name],
+                tree,
+                frozenset(variables),
+                frozenset(partials),
+                frozenset(used),
             )
             self._partial_info[name] = info
         return info
