@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from promptlib.errors import RenderError, UnsafeTemplateError
+from promptlib._canonical import sha256_of
+from promptlib.errors import LedgerError, RenderError, UnsafeTemplateError
 from promptlib.ledger import open as open_ledger
 from promptlib.library import plugins
 from promptlib.library.loader import ValidationCache, scan
 from promptlib.library.prompt import Prompt
 from promptlib.versioning.diff import diff_prompt
 from promptlib.versioning.history import latest_release
-from promptlib.versioning.snapshot import PromptState
+from promptlib.versioning.snapshot import PromptState, Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTLIB = Path(sys.executable).parent / "promptlib"
@@ -557,3 +558,29 @@ def test_from_behaviour_uses_the_installed_plugin(site: Path, module: str, tmp_p
     prompt = scan(root / "prompts").prompts["demo.loud"]
     rebuilt = Prompt.from_behaviour("demo.loud", "1.0.0", prompt.behaviour())
     assert rebuilt.fingerprint == prompt.fingerprint
+
+
+def test_a_release_made_with_other_plugin_source_says_so(
+    site: Path, module: str, tmp_path: Path
+) -> None:
+    install_shout(site, module)
+    root = project(tmp_path / "p", ("demo/loud.yaml", PROMPT))
+    behaviour = scan(root / "prompts").prompts["demo.loud"].behaviour()
+    behaviour["filters"]["shout"]["sha256"] = "sha256:" + "0" * 64
+    recorded = PromptState("demo.loud", "1.0.0", sha256_of(behaviour), behaviour, {})
+    snapshot = Snapshot("v1.0.0", "release", "1.0.0", {"demo.loud": recorded})
+    with pytest.raises(LedgerError, match="uses plugin filter 'shout', whose installed entry"):
+        snapshot.prompt("demo.loud")
+
+
+def test_a_library_without_plugins_never_looks_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up cost: no entry point is read while the bundled library loads and renders."""
+
+    def refuse(**kwargs: object) -> object:
+        raise AssertionError(f"entry points read: {kwargs}")
+
+    plugins.clear_cache()
+    monkeypatch.setattr(plugins.metadata, "entry_points", refuse)
+    result = scan(REPO / "prompts")
+    assert not result.problems
+    assert len(result.prompts) > 10
