@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -27,6 +28,11 @@ from promptlib.library.prompt import Prompt
 from promptlib.versioning.diff import diff_prompt
 from promptlib.versioning.history import latest_release
 from promptlib.versioning.snapshot import PromptState, Snapshot
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTLIB = Path(sys.executable).parent / "promptlib"
@@ -584,3 +590,34 @@ def test_a_library_without_plugins_never_looks_for_them(monkeypatch: pytest.Monk
     result = scan(REPO / "prompts")
     assert not result.problems
     assert len(result.prompts) > 10
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_example_of_the_docs_works_as_written(site: Path, module: str, tmp_path: Path) -> None:
+    docs = (REPO / "docs" / "filters.md").read_text("utf-8")
+    [source] = _blocks(docs, "python")
+    registration = tomllib.loads(_blocks(docs, "toml")[0])["project"]["entry-points"]
+    template = _blocks(docs, "jinja")[0]
+    # The docs' module path, installed under this test's own module name.
+    documented = "acme_prompt_helpers.filters"
+    groups = {
+        group: {name: target.replace(documented, module) for name, target in entries.items()}
+        for group, entries in registration.items()
+    }
+    make_dist(
+        site,
+        "acme-prompt-helpers",
+        module,
+        source,
+        filters=groups["promptlib.filters"],
+        tests=groups["promptlib.tests"],
+    )
+    text = PLAIN.replace('"{{ message | upper }}"', json.dumps(template))
+    root = project(tmp_path / "p", ("demo/plain.yaml", text))
+    result = scan(root / "prompts")
+    assert not result.problems, result.problems
+    rendered = result.prompts["demo.plain"].render(message="Is a@b.example my address?")
+    assert rendered[0].content == "Is [hidden] my address?\nAnswer the question."
