@@ -621,3 +621,75 @@ def test_the_example_of_the_docs_works_as_written(site: Path, module: str, tmp_p
     assert not result.problems, result.problems
     rendered = result.prompts["demo.plain"].render(message="Is a@b.example my address?")
     assert rendered[0].content == "Is [hidden] my address?\nAnswer the question."
+
+
+def test_diff_against_a_release_names_a_plugin_change_as_minor(
+    site: Path, module: str, tmp_path: Path
+) -> None:
+    install_shout(site, module)
+    root = tmp_path / "bank"
+    root.mkdir()
+    assert cli(root, site, "init").returncode == 0
+    intent = root / "prompts" / "bank" / "intent.yaml"
+    text = intent.read_text("utf-8")
+    assert "{{ message | trim }}" in text
+    intent.write_text(text.replace("{{ message | trim }}", "{{ message | shout(0) }}"), "utf-8")
+    with (root / "pyproject.toml").open("a", encoding="utf-8") as handle:
+        handle.write('\n[project]\nname = "bank"\nversion = "0.1.0"\n')
+    released = cli(root, site, "release")
+    assert released.returncode == 0, released.stdout + released.stderr
+    same = cli(root, site, "diff", "v0.1.0")
+    assert same.returncode == 0, same.stderr
+    assert "plugin" not in same.stdout
+    write(site / f"{module}.py", SHOUT + "\n# louder\n")
+    changed = cli(root, site, "diff", "v0.1.0")
+    assert changed.returncode == 0, changed.stderr
+    assert "required bump minor" in changed.stdout
+    assert (
+        "  [minor] plugin filter 'shout' changed (source changed): its output may differ"
+        in changed.stdout
+    )
+    check = cli(root, site, "check")
+    assert check.returncode == 1
+    assert "the minor change needs at least 0.2.0" in check.stdout + check.stderr
+
+
+LENIENT = """
+import re
+
+
+def same(value):
+    return value
+
+
+def has_digits(value):
+    return re.search(r"[0-9]", str(value))
+"""
+
+
+def test_a_filter_may_give_back_its_value_and_a_test_may_return_any_truth(
+    site: Path, module: str, tmp_path: Path
+) -> None:
+    make_dist(
+        site,
+        "lenient",
+        module,
+        LENIENT,
+        filters={"same": f"{module}:same"},
+        tests={"digits": f"{module}:has_digits"},
+    )
+    text = f"""\
+id: demo.lenient
+version: 1.0.0
+description: Passes values through.
+inputs:
+  message: {{type: string, description: The message.}}
+  note: {{type: string, description: A note., required: false}}
+template: {json.dumps("{{ message|same }} {{ note|same|default('none') }} {{ message is digits }}")}
+"""
+    root = project(tmp_path / "p", ("demo/lenient.yaml", text))
+    result = scan(root / "prompts")
+    assert not result.problems, result.problems
+    prompt = result.prompts["demo.lenient"]
+    assert prompt.render(message="a1")[0].content == "a1 none True"
+    assert prompt.render(message="ab", note="n")[0].content == "ab n False"

@@ -13,8 +13,9 @@ Contract:
   only: no class or callable object, and no ``pass_context``/``pass_environment``/
   ``pass_eval_context`` (it could read every render variable or the environment, which the
   prompt's fingerprint does not cover). The renderer calls it with the sandbox's limits and
-  refuses a result that is not plain data (``check_data``), so a plugin cannot hand a
-  template a module, class, function or other object to walk.
+  refuses a filter's result that is not plain data (``check_data``; a value the template
+  gave it, given back, is let through), so a plugin cannot hand a template a module,
+  class, function or other object to walk; of a test's result only its truth is used.
 * Identity: entry point name, ``module:attr`` and the sha256 of the module's source file
   (and of the file that defines the function, when that is another file). The identity of
   every plugin a prompt uses is part of the prompt's fingerprint, so editing a plugin's

@@ -938,25 +938,38 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         what = f"the {plugin.kind} {plugin.name!r} ({plugin.target} from {plugin.distribution})"
         most = self.limits.max_items
 
-        def checked(*args: Any, **kwargs: Any) -> Any:
+        def called(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = function(*args, **kwargs)
+                return function(*args, **kwargs)
             except (RenderError, SecurityError):
                 raise
             except Exception as exc:
                 raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
-            return plugins.check_data(result, what, most)
 
         if plugin.kind == "filter":
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                result = called(*args, **kwargs)
+                if args and result is args[0]:
+                    # The template's own value, given back: nothing new to look at.
+                    return result
+                return plugins.check_data(result, what, most)
+
             self.filters[plugin.name] = self._guard_filter(plugin.name, checked)
             return
 
         def test(*args: Any, **kwargs: Any) -> bool:
+            # Only the truth of a test's result reaches the template.
             global _calls
             _calls += 1
             if not _calls & 15:
                 _tick()
-            return bool(checked(*args, **kwargs))
+            try:
+                return bool(called(*args, **kwargs))
+            except (RenderError, SecurityError):
+                raise
+            except Exception as exc:
+                raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
 
         self.tests[plugin.name] = test
 
