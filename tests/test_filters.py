@@ -693,3 +693,32 @@ template: {json.dumps("{{ message|same }} {{ note|same|default('none') }} {{ mes
     prompt = result.prompts["demo.lenient"]
     assert prompt.render(message="a1")[0].content == "a1 none True"
     assert prompt.render(message="ab", note="n")[0].content == "ab n False"
+
+
+def test_a_plugin_named_by_a_variable_is_refused(site: Path, module: str, tmp_path: Path) -> None:
+    """Its use would not be part of the fingerprint: a plugin is named with a literal."""
+    install_shout(site, module)
+    dynamic = f"""\
+id: demo.dynamic
+version: 1.0.0
+description: Applies the filter it is told to.
+inputs:
+  message: {{type: string, description: The message.}}
+  how: {{type: string, description: A filter name.}}
+template: {json.dumps("{{ [message] | map(how) | join }}")}
+"""
+    partial = PLAIN.replace('"{{ message | upper }}"', "\"{% include 'loud.j2' %}\"")
+    root = project(
+        tmp_path / "p",
+        ("demo/loud.yaml", PROMPT),
+        ("demo/dynamic.yaml", dynamic),
+        ("demo/plain.yaml", partial),
+        ("_partials/loud.j2", "{{ [message] | map('shout') | join }}"),
+    )
+    result = scan(root / "prompts")
+    assert not result.problems, result.problems
+    prompt = result.prompts["demo.dynamic"]
+    assert prompt.render(message="a", how="upper")[0].content == "A"
+    with pytest.raises(UnsafeTemplateError, match="the filter 'shout' of an installed package"):
+        prompt.render(message="a", how="shout")
+    assert result.prompts["demo.plain"].render(message="b")[0].content == "B!"

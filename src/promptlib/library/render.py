@@ -31,7 +31,8 @@ tests):
 * A filter or test that is not built in may come from an installed package that
   registers it under the ``promptlib.filters`` or ``promptlib.tests`` entry point
   (``promptlib.library.plugins``): it is imported when a template first names it, runs
-  within the same limits as a built-in filter, and must return plain data.
+  within the same limits as a built-in filter, and must return plain data; ``select``,
+  ``map`` and the like reach it only by a string literal, never through a variable.
 * An optional input the caller did not give and that declares no default is passed as
   ``not_given(name)``: false in ``{% if %}``, replaced by ``default``, not ``defined``, and
   an error naming the input when printed, iterated or looked into.
@@ -318,6 +319,8 @@ _DEFINITION_BYTES = 2048
 _MB = 1024 * 1024
 # Jinja's parser and code generator recurse once per level of nesting (about 60 levels fit).
 _TOO_DEEP = "the template nests expressions too deeply; split it with {% set %} or a macro"
+# The global that holds the plugins a compiled template may use by name (as (kind, name)).
+_PLUGINS_USED = "_promptlib_plugins"
 # Shared by the many plain-text templates of a library (fewer objects to keep and collect).
 _NOTHING: frozenset[str] = frozenset()
 # Line breaks as Jinja's lexer recognises them (``jinja2.lexer.newline_re``).
@@ -471,6 +474,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             cache_size=-1,
         )
         self.limits = limits
+        # The plugins added so far (``add_plugin``), as (kind, name).
+        self.plugin_names: set[tuple[Kind, str]] = set()
         # tojson keeps non-ASCII text readable for the model (still escapes <, >, &, ').
         self.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
         for name in ("lipsum", "cycler", "joiner"):
@@ -934,6 +939,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         object whose attributes lead to code; an exception it raises is a render error
         that names it.
         """
+        self.plugin_names.add((plugin.kind, plugin.name))
         function = plugin.function
         what = f"the {plugin.kind} {plugin.name!r} ({plugin.target} from {plugin.distribution})"
         most = self.limits.max_items
@@ -972,6 +978,30 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
 
         self.tests[plugin.name] = test
+
+    def _filter_test_common(
+        self,
+        name: Any,
+        value: Any,
+        args: Any,
+        kwargs: Any,
+        context: Any,
+        eval_ctx: Any,
+        is_filter: bool,
+    ) -> Any:
+        """A filter or test looked up by name when the template runs (``select``, ``map``,
+        ...): a plugin only when the template names it with a literal, so that it is one
+        of the plugins its fingerprint covers (``_PLUGINS_USED`` in its globals)."""
+        kind: Kind = "filter" if is_filter else "test"
+        if type(name) is str and (kind, name) in self.plugin_names:
+            used = context.parent.get(_PLUGINS_USED, ()) if context is not None else ()
+            if (kind, name) not in used:
+                raise UnsafeTemplateError(
+                    f"the {kind} {name!r} of an installed package is named by a variable; "
+                    f"name it with a string literal (e.g. map('{name}')) so that it is part "
+                    "of the prompt's fingerprint"
+                )
+        return super()._filter_test_common(name, value, args, kwargs, context, eval_ctx, is_filter)
 
     def _guard_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """``func`` checking the deadline, the size of its value (a filter that makes it
@@ -1573,7 +1603,8 @@ class Renderer:
             code = env._compile(parsed.code, "<template>")
         else:
             code = env.compile(parsed.tree)
-        return env.template_class.from_code(env, code, env.make_globals(None), None)
+        extra = {_PLUGINS_USED: parsed.plugins} if parsed.plugins else None
+        return env.template_class.from_code(env, code, env.make_globals(extra), None)
 
     def render(self, template: jinja2.Template, variables: Mapping[str, Any]) -> str:
         """Render within the limits; raise ``RenderError``/``UnsafeTemplateError``."""
