@@ -59,7 +59,10 @@ REFUSED = [
             (
                 1,
                 "unknown filter 'frobnicate': templates can use Jinja's built-in filters "
-                "(https://jinja.palletsprojects.com/en/stable/templates/#list-of-builtin-filters)",
+                "(https://jinja.palletsprojects.com/en/stable/templates/#list-of-builtin-filters) "
+                "and filters of installed packages; install the package that provides it, or "
+                "register a function under the 'promptlib.filters' entry point "
+                "(see docs/filters.md)",
             )
         ],
     ),

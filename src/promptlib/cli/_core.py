@@ -224,6 +224,17 @@ def _prompt_json(prompt: Prompt) -> dict[str, Any]:
         name: {"description": spec.description, **prompt.behaviour()["inputs"][name]}
         for name, spec in prompt.inputs.items()
     }
+    if prompt.plugins:
+        data["plugins"] = [
+            {
+                "kind": p.kind,
+                "name": p.name,
+                "entry_point": p.target,
+                "distribution": p.distribution,
+                "sha256": p.sha256,
+            }
+            for p in prompt.plugins
+        ]
     return data
 
 
@@ -286,6 +297,13 @@ def show(
         lines.append(f"  labels ({len(output.labels)}): {', '.join(output.labels)}")
     if prompt.partials:
         lines.append(f"partials: {', '.join(prompt.partials)}")
+    if prompt.plugins:
+        lines.append("plugins:")
+        for plugin in prompt.plugins:
+            lines.append(
+                f"  {plugin.kind} {plugin.name}: {plugin.target} from {plugin.distribution} "
+                f"({plugin.sha256[:19]})"
+            )
     lines.append(f"examples: {len(prompt.examples)}")
     for i, example in enumerate(prompt.examples):
         source = f"  ({example.source})" if example.source else ""

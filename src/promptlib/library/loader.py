@@ -41,8 +41,10 @@ from pydantic import BaseModel, ValidationError
 from .._paths import Escape, escape, links_outside
 from .._yaml import Document, KeyPath, describe_coercion, format_key, read_yaml
 from ..errors import ConfigError, Problem, RenderError
+from . import plugins
 from ._bounds import excerpt
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
+from .plugins import Kind
 from .prompt import Prompt, check_inputs, check_value
 from .render import DEFAULT_LIMITS, ParsedTemplate, Renderer, RenderLimits, TemplateProblem
 
@@ -380,6 +382,9 @@ class _FileCheck:
                 continue
             parsed.append(item)
             used |= item.variables
+            for kind, name in item.plugins:
+                # Also the plugins of partials parsed for an earlier file.
+                self.renderer.looked_up.setdefault((kind, name), plugins.state(kind, name))
             for name in sorted(item.variables - declared):
                 lineno = _first_use(item.tree, name)
                 self.error(
@@ -540,7 +545,10 @@ def scan(
                 key = ""
             hit = cache.get(key) if key else None
             if hit is not None:
-                prompt_id, errors, warnings = hit
+                prompt_id, errors, warnings = hit[:3]
+                if any(plugins.state(kind, name) != was for kind, name, was in hit[3]):
+                    hit = None
+            if hit is not None:
                 result.problems.extend(Problem(shown, e[0], e[1], e[2]) for e in errors)
                 result.warnings.extend(
                     Problem(shown, w[0], w[1], w[2], "warning") for w in warnings
@@ -549,11 +557,18 @@ def scan(
                     _claim(result, prompt_id, path, None, shown)
                 continue
         check = _FileCheck(path, root, renderer)
+        renderer.looked_up.clear()
         prompt = check.run()
         result.problems.extend(check.problems)
         result.warnings.extend(check.warnings)
         if key and cache is not None:
-            cache.put(key, prompt.id if prompt else None, check.problems, check.warnings)
+            cache.put(
+                key,
+                prompt.id if prompt else None,
+                check.problems,
+                check.warnings,
+                renderer.looked_up,
+            )
         if prompt is not None:
             _claim(result, prompt.id, path, prompt, shown)
     if cache is not None:
@@ -581,10 +596,12 @@ class ValidationCache:
 
     A key covers the file's bytes and relative path, every partial, the cache format and
     the promptlib installation (its version and the size and mtime of its modules), so a
-    change to any of them re-validates. Writes are atomic (temporary file + rename).
+    change to any of them re-validates. An entry also keeps the plugin filters and tests
+    its file named and their state (``plugins.state``); a plugin installed, removed or
+    edited since re-validates the files that name it. Writes are atomic (temporary file + rename).
     """
 
-    FORMAT = 1
+    FORMAT = 2
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -608,19 +625,32 @@ class ValidationCache:
         digest.update(data)
         return digest.hexdigest()
 
-    def get(self, key: str) -> tuple[str | None, list[list[Any]], list[list[Any]]] | None:
+    def get(
+        self, key: str
+    ) -> (
+        tuple[str | None, list[list[Any]], list[list[Any]], list[tuple[Kind, str, str | None]]]
+        | None
+    ):
+        """The prompt id, errors and warnings of an entry, and the plugins its validation
+        looked up (kind, name, ``plugins.state``), which must still be the same."""
         entry = self.entries.get(key)
         if entry is None:
             return None
-        return entry[0], entry[1], entry[2]
+        return entry[0], entry[1], entry[2], [tuple(item) for item in entry[3]]
 
     def put(
-        self, key: str, prompt_id: str | None, errors: list[Problem], warnings: list[Problem]
+        self,
+        key: str,
+        prompt_id: str | None,
+        errors: list[Problem],
+        warnings: list[Problem],
+        looked_up: Mapping[tuple[Kind, str], str | None],
     ) -> None:
         self.entries[key] = [
             prompt_id,
             [[p.line, p.key, p.message] for p in errors],
             [[w.line, w.key, w.message] for w in warnings],
+            [[kind, name, state] for (kind, name), state in sorted(looked_up.items())],
         ]
         self.dirty = True
 

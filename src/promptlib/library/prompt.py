@@ -2,8 +2,13 @@
 
 The *behaviour* of a prompt is everything that changes what a model receives or is asked
 for: its messages or template (with the source of every partial they include), its inputs
-(type, required, default, enum), its model parameters and its output spec. Metadata
-(description, tags, owner, input descriptions, examples) is not behaviour.
+(type, required, default, enum), its model parameters and its output spec, and the
+identity of each filter or test from an installed package that its templates use
+(``promptlib.library.plugins``). Metadata (description, tags, owner, input descriptions,
+examples) is not behaviour.
+
+The ``filters`` and ``tests`` keys of the behaviour are present only when the prompt uses
+such plugins, so the fingerprint of a prompt that uses none is what it always was.
 
 The fingerprint is ``sha256:`` over the canonical JSON of the behaviour
 (``promptlib._canonical``). It is the identity the ledger, the response cache and manifest
@@ -27,6 +32,7 @@ from ..versions import Version, parse_version
 from ._bounds import excerpt, input_size
 from .messages import Message
 from .model import ExampleSpec, InputSpec, MessageSpec, ModelParams, OutputSpec, PromptFile
+from .plugins import Plugin
 from .render import DEFAULT_LIMITS, ParsedTemplate, Renderer, RenderLimits, not_given
 
 __all__ = ["FINGERPRINT_FORMAT", "Message", "Prompt", "check_inputs"]
@@ -157,6 +163,7 @@ class Prompt:
         "owner",
         "partials",
         "path",
+        "plugins",
         "tags",
         "template",
         "variables",
@@ -177,6 +184,7 @@ class Prompt:
     path: Path | None
     partials: Mapping[str, str]
     variables: frozenset[str]
+    plugins: tuple[Plugin, ...]
     fingerprint: str
     _renderer: Renderer
     _parsed: tuple[ParsedTemplate, ...]
@@ -218,11 +226,14 @@ class Prompt:
         )
         names: set[str] = set()
         variables: set[str] = set()
+        used: set[tuple[Any, str]] = set()
         for item in parsed:
             names |= item.partials
             variables |= item.variables
+            used |= item.plugins
         set_(self, "partials", MappingProxyType({n: renderer.partials[n] for n in sorted(names)}))
         set_(self, "variables", frozenset(variables))
+        set_(self, "plugins", tuple(renderer.plugin(kind, name) for kind, name in sorted(used)))
         set_(self, "fingerprint", sha256_of(self.behaviour()))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -259,6 +270,10 @@ class Prompt:
         out["inputs"] = {name: _input_behaviour(spec) for name, spec in sorted(self.inputs.items())}
         out["model"] = self.model.model_dump(exclude_none=True)
         out["output"] = self.output.model_dump(exclude_none=True, by_alias=True)
+        for kind, key in (("filter", "filters"), ("test", "tests")):
+            identities = {p.name: p.identity() for p in self.plugins if p.kind == kind}
+            if identities:
+                out[key] = identities
         return out
 
     def metadata(self) -> dict[str, Any]:

@@ -28,6 +28,11 @@ tests):
   ``a if c else b`` expressions and by name in ``select``, ``reject``, ``selectattr``,
   ``rejectattr`` and ``map``) must exist, and no method that modifies a list, dict or set
   (``.append()``, ``.update()``, ...) may be called. Every such problem is reported.
+* A filter or test that is not built in may come from an installed package that
+  registers it under the ``promptlib.filters`` or ``promptlib.tests`` entry point
+  (``promptlib.library.plugins``): it is imported when a template first names it, runs
+  within the same limits as a built-in filter, and must return plain data; ``select``,
+  ``map`` and the like reach it only by a string literal, never through a variable.
 * An optional input the caller did not give and that declares no default is passed as
   ``not_given(name)``: false in ``{% if %}``, replaced by ``default``, not ``defined``, and
   an error naming the input when printed, iterated or looked into.
@@ -86,8 +91,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, _mutable_spec
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
-from ..errors import RenderError, UnsafeTemplateError
+from ..errors import ConfigError, RenderError, UnsafeTemplateError
+from . import plugins
 from ._bounds import line_breaks, owned_size, text_size, translated_size
+from .plugins import Kind, Plugin
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -175,6 +182,9 @@ def not_given(name: str) -> jinja2.Undefined:
 class ParsedTemplate:
     """A parsed, checked template: its source, AST, the variables it reads, its partials.
 
+    ``plugins`` holds the filters and tests from installed packages (``plugins``) that
+    the template and its partials use, as ``(kind, name)``.
+
     ``text`` is set when the template is plain text (no tag or expression outside
     ``{% raw %}``): what it renders to. ``code`` is the Python source Jinja generated for
     ``tree`` while its variables were found, so compiling does not generate it again. Both
@@ -186,6 +196,7 @@ class ParsedTemplate:
     tree: nodes.Template
     variables: frozenset[str]
     partials: frozenset[str]
+    plugins: frozenset[tuple[Kind, str]] = frozenset()
     text: str | None = field(default=None, compare=False, repr=False)
     code: str | None = field(default=None, compare=False, repr=False)
 
@@ -225,7 +236,7 @@ _INSTEAD = {
     "update": "dict(d, key=value)",
 }
 # Filters that take the name of a test or filter as an argument, and its position.
-_NAMED_IN_ARGUMENT = {
+_NAMED_IN_ARGUMENT: dict[str, tuple[int, Kind]] = {
     "select": (0, "test"),
     "reject": (0, "test"),
     "selectattr": (1, "test"),
@@ -308,6 +319,8 @@ _DEFINITION_BYTES = 2048
 _MB = 1024 * 1024
 # Jinja's parser and code generator recurse once per level of nesting (about 60 levels fit).
 _TOO_DEEP = "the template nests expressions too deeply; split it with {% set %} or a macro"
+# The global that holds the plugins a compiled template may use by name (as (kind, name)).
+_PLUGINS_USED = "_promptlib_plugins"
 # Shared by the many plain-text templates of a library (fewer objects to keep and collect).
 _NOTHING: frozenset[str] = frozenset()
 # Line breaks as Jinja's lexer recognises them (``jinja2.lexer.newline_re``).
@@ -461,6 +474,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             cache_size=-1,
         )
         self.limits = limits
+        # The plugins added so far (``add_plugin``), as (kind, name).
+        self.plugin_names: set[tuple[Kind, str]] = set()
         # tojson keeps non-ASCII text readable for the model (still escapes <, >, &, ').
         self.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
         for name in ("lipsum", "cycler", "joiner"):
@@ -916,6 +931,78 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for name, func in original.items():
             filters[name] = self._guard_filter(name, special.get(name, func))
 
+    def add_plugin(self, plugin: Plugin) -> None:
+        """Make a plugin filter or test available to templates.
+
+        The plugin runs with the checks of a built-in filter (deadline, size of what it
+        returns); what it returns must be plain data, so that it cannot give a template an
+        object whose attributes lead to code; an exception it raises is a render error
+        that names it.
+        """
+        self.plugin_names.add((plugin.kind, plugin.name))
+        function = plugin.function
+        what = f"the {plugin.kind} {plugin.name!r} ({plugin.target} from {plugin.distribution})"
+        most = self.limits.max_items
+
+        def called(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except (RenderError, SecurityError):
+                raise
+            except Exception as exc:
+                raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+
+        if plugin.kind == "filter":
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                result = called(*args, **kwargs)
+                if args and result is args[0]:
+                    # The template's own value, given back: nothing new to look at.
+                    return result
+                return plugins.check_data(result, what, most)
+
+            self.filters[plugin.name] = self._guard_filter(plugin.name, checked)
+            return
+
+        def test(*args: Any, **kwargs: Any) -> bool:
+            # Only the truth of a test's result reaches the template.
+            global _calls
+            _calls += 1
+            if not _calls & 15:
+                _tick()
+            try:
+                return bool(called(*args, **kwargs))
+            except (RenderError, SecurityError):
+                raise
+            except Exception as exc:
+                raise RenderError(f"{what} failed: {type(exc).__name__}: {exc}") from None
+
+        self.tests[plugin.name] = test
+
+    def _filter_test_common(
+        self,
+        name: Any,
+        value: Any,
+        args: Any,
+        kwargs: Any,
+        context: Any,
+        eval_ctx: Any,
+        is_filter: bool,
+    ) -> Any:
+        """A filter or test looked up by name when the template runs (``select``, ``map``,
+        ...): a plugin only when the template names it with a literal, so that it is one
+        of the plugins its fingerprint covers (``_PLUGINS_USED`` in its globals)."""
+        kind: Kind = "filter" if is_filter else "test"
+        if type(name) is str and (kind, name) in self.plugin_names:
+            used = context.parent.get(_PLUGINS_USED, ()) if context is not None else ()
+            if (kind, name) not in used:
+                raise UnsafeTemplateError(
+                    f"the {kind} {name!r} of an installed package is named by a variable; "
+                    f"name it with a string literal (e.g. map('{name}')) so that it is part "
+                    "of the prompt's fingerprint"
+                )
+        return super()._filter_test_common(name, value, args, kwargs, context, eval_ctx, is_filter)
+
     def _guard_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """``func`` checking the deadline, the size of its value (a filter that makes it
         text, or goes through its items) and of what it returns.
@@ -1242,8 +1329,9 @@ def _mutation(method: str) -> str:
     )
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    """The message for a filter or test that does not exist, with the nearest real name."""
+def _unknown(kind: Kind, name: str, known: Iterable[str]) -> str:
+    """The message for a filter or test that does not exist, with the nearest real name
+    (built in or installed), else how to install or register it."""
     public = [k for k in known if not k.startswith("_")]
     # Stricter than difflib's default, which offers unrelated names (frobnicate: truncate).
     close = difflib.get_close_matches(name, public, n=1, cutoff=0.75)
@@ -1251,7 +1339,8 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
         return f"unknown {kind} {name!r} (did you mean {close[0]!r}?)"
     return (
         f"unknown {kind} {name!r}: templates can use Jinja's built-in {kind}s "
-        f"({_BUILTIN_LISTS.format(kind)})"
+        f"({_BUILTIN_LISTS.format(kind)}) and {kind}s of installed packages; "
+        + plugins.registration_hint(kind)
     )
 
 
@@ -1283,6 +1372,14 @@ class Renderer:
         self._env = _Sandbox(self.partials, limits)
         self._partial_info: dict[str, ParsedTemplate] = {}
         self._static_globals = self._env.make_globals(None)
+        self._plugins: dict[tuple[Kind, str], Plugin] = {}
+        # Every name looked up among the plugins, with ``plugins.state``: a validation
+        # cache keeps them with a file's result (the caller clears it between files).
+        self.looked_up: dict[tuple[Kind, str], str | None] = {}
+
+    def plugin(self, kind: Kind, name: str) -> Plugin:
+        """A plugin that a template parsed by this renderer uses (see ``ParsedTemplate``)."""
+        return self._plugins[kind, name]
 
     def parse(self, source: str) -> ParsedTemplate:
         """Parse and check a template; raise ``TemplateProblem`` for the first problem.
@@ -1297,7 +1394,7 @@ class Renderer:
             return ParsedTemplate(source, tree, _NOTHING, _NOTHING, text=text)
         generator = _Generator(self._env)
         try:
-            variables, partials = self._analyse(tree, stack=(), generator=generator)
+            variables, partials, used = self._analyse(tree, stack=(), generator=generator)
         except jinja2.TemplateError as exc:  # e.g. a block defined twice
             lineno = getattr(exc, "lineno", 0) or 0
             raise TemplateProblem(f"template error: {exc.message or exc}", lineno) from None
@@ -1308,6 +1405,7 @@ class Renderer:
             tree,
             frozenset(variables),
             frozenset(partials),
+            frozenset(used),
             code=generator.output.getvalue(),
         )
 
@@ -1326,21 +1424,22 @@ class Renderer:
         tree: nodes.Template,
         stack: tuple[str, ...],
         generator: _Generator | None = None,
-    ) -> tuple[set[str], set[str]]:
-        """The variables and partials of ``tree``; with a ``generator``, which finds the
-        variables by generating the template's code, that code is kept in it."""
+    ) -> tuple[set[str], set[str], set[tuple[Kind, str]]]:
+        """The variables, partials and plugins of ``tree``; with a ``generator``, which
+        finds the variables by generating the template's code, that code is kept in it."""
         # One walk collects what the checks below need, in document order.
         extends: nodes.Extends | None = None
         assigned: set[str] = set()
         references: list[nodes.Node] = []
         problems: list[TemplateProblem] = []
+        used: set[tuple[Kind, str]] = set()
         for node in tree.find_all(_ANALYSED):
             if isinstance(node, nodes.Name):
                 if node.ctx == "store":
                     assigned.add(node.name)
             elif isinstance(node, nodes.Filter | nodes.Test | nodes.Call):
                 problems.extend(
-                    TemplateProblem(message, node.lineno) for message in self._refusals(node)
+                    TemplateProblem(message, node.lineno) for message in self._refusals(node, used)
                 )
             elif isinstance(node, nodes.Extends):
                 if extends is None:
@@ -1399,20 +1498,49 @@ class Renderer:
             partials.add(name)
             partials |= info.partials
             variables |= set(info.variables) - assigned
-        return variables, partials
+            used |= info.plugins
+        return variables, partials, used
 
-    def _refusals(self, node: nodes.Filter | nodes.Test | nodes.Call) -> Iterator[str]:
+    def _known(self, kind: Kind, name: str, used: set[tuple[Kind, str]]) -> str | None:
+        """None when filter or test ``name`` exists (built in, or a plugin, which is then
+        loaded and recorded in ``used``), else the problem with it."""
+        table = self._env.filters if kind == "filter" else self._env.tests
+        key = (kind, name)
+        if key in self._plugins:
+            used.add(key)
+            self.looked_up[key] = plugins.state(kind, name)
+            return None
+        if name in table:
+            return None
+        try:
+            plugin = plugins.load(kind, name) if not name.startswith("_") else None
+        except ConfigError as exc:
+            self.looked_up[key] = f"error: {exc}"
+            return str(exc)
+        self.looked_up[key] = plugins.state(kind, name)
+        if plugin is None:
+            public = [*table, *plugins.available(kind)]
+            return _unknown(kind, name, public)
+        self._env.add_plugin(plugin)
+        self._plugins[key] = plugin
+        used.add(key)
+        return None
+
+    def _refusals(
+        self, node: nodes.Filter | nodes.Test | nodes.Call, used: set[tuple[Kind, str]]
+    ) -> Iterator[str]:
         """What is wrong with one filter, test or call: the names Jinja would only look up
-        when the expression runs, and the method calls the sandbox would refuse then."""
-        env = self._env
+        when the expression runs, and the method calls the sandbox would refuse then.
+        The plugins it names are added to ``used``."""
         if isinstance(node, nodes.Call):
             method = node.node
             if isinstance(method, nodes.Getattr) and method.attr in _MUTATING:
                 yield _mutation(method.attr)
             return
         if isinstance(node, nodes.Filter):
-            if node.name not in env.filters:
-                yield _unknown("filter", node.name, env.filters)
+            problem = self._known("filter", node.name, used)
+            if problem is not None:
+                yield problem
             if node.name == "attr" and node.args:
                 # ``xs|attr('append')`` reaches the same method by name.
                 name = node.args[0]
@@ -1423,11 +1551,13 @@ class Renderer:
                 position, kind = named
                 argument = node.args[position] if len(node.args) > position else None
                 if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
-                    known = env.tests if kind == "test" else env.filters
-                    if argument.value not in known:
-                        yield _unknown(kind, argument.value, known)
-        elif node.name not in env.tests:
-            yield _unknown("test", node.name, env.tests)
+                    problem = self._known(kind, argument.value, used)
+                    if problem is not None:
+                        yield problem
+        else:
+            problem = self._known("test", node.name, used)
+            if problem is not None:
+                yield problem
 
     def _partial(self, name: str, stack: tuple[str, ...]) -> ParsedTemplate:
         info = self._partial_info.get(name)
@@ -1435,7 +1565,7 @@ class Renderer:
             try:
                 tree = self._parse_tree(self.partials[name])
                 try:
-                    variables, partials = self._analyse(tree, (*stack, name))
+                    variables, partials, used = self._analyse(tree, (*stack, name))
                 except jinja2.TemplateError as error:
                     lineno = getattr(error, "lineno", 0) or 0
                     raise TemplateProblem(
@@ -1455,7 +1585,11 @@ class Renderer:
                     ]
                 ) from None
             info = ParsedTemplate(
-                self.partials[name], tree, frozenset(variables), frozenset(partials)
+                self.partials[name],
+                tree,
+                frozenset(variables),
+                frozenset(partials),
+                frozenset(used),
             )
             self._partial_info[name] = info
         return info
@@ -1469,7 +1603,8 @@ class Renderer:
             code = env._compile(parsed.code, "<template>")
         else:
             code = env.compile(parsed.tree)
-        return env.template_class.from_code(env, code, env.make_globals(None), None)
+        extra = {_PLUGINS_USED: parsed.plugins} if parsed.plugins else None
+        return env.template_class.from_code(env, code, env.make_globals(extra), None)
 
     def render(self, template: jinja2.Template, variables: Mapping[str, Any]) -> str:
         """Render within the limits; raise ``RenderError``/``UnsafeTemplateError``."""

@@ -16,7 +16,9 @@ MINOR
     gained values or was dropped; an input default changed; integer -> number; messages or
     template text, roles or count changed; a partial the prompt includes changed, appeared
     or disappeared; a model parameter changed; labels reordered; schema annotations
-    changed. These change behaviour behind the same interface.
+    changed; a filter or test from an installed package (a plugin) that the prompt uses
+    appeared, disappeared, or changed identity (its entry point or its source): what the
+    model receives may change. These change behaviour behind the same interface.
 PATCH
     metadata only: description, tags, owner, input descriptions or examples changed and
     the fingerprint is the same.
@@ -223,6 +225,8 @@ def _body(
             changes.append(Change(Bump.MINOR, f"partial {name!r} now included"))
         elif old_partials[name] != new_partials[name]:
             changes.append(Change(Bump.MINOR, f"partial {name!r} changed"))
+    for key, kind in (("filters", "filter"), ("tests", "test")):
+        changes += _plugins(kind, old.get(key, {}), new.get(key, {}))
     old_model, new_model = old.get("model", {}), new.get("model", {})
     for key in sorted(set(old_model) | set(new_model)):
         if old_model.get(key) != new_model.get(key):
@@ -230,6 +234,26 @@ def _body(
                 Change(Bump.MINOR, f"model.{key} {old_model.get(key)!r} -> {new_model.get(key)!r}")
             )
     return changes, text_diff
+
+
+def _plugins(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """Plugin filters or tests used, dropped, or whose identity changed."""
+    changes: list[Change] = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            changes.append(Change(Bump.MINOR, f"plugin {kind} {name!r} no longer used"))
+        elif name not in old:
+            changes.append(Change(Bump.MINOR, f"plugin {kind} {name!r} now used"))
+        elif old[name] != new[name]:
+            was, now = old[name].get("entry_point"), new[name].get("entry_point")
+            what = f"entry point {was} -> {now}" if was != now else "source changed"
+            changes.append(
+                Change(
+                    Bump.MINOR,
+                    f"plugin {kind} {name!r} changed ({what}): its output may differ",
+                )
+            )
+    return changes
 
 
 def _metadata(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:

@@ -56,6 +56,22 @@ class Snapshot:
                     f"content: {exc}"
                 ) from exc
             if built.fingerprint != state.fingerprint:
+                rebuilt = built.behaviour()
+                changed = [
+                    f"{key[:-1]} {name!r}"
+                    for key in ("filters", "tests")
+                    for name in sorted(
+                        set(rebuilt.get(key, {})) | set(state.behaviour.get(key, {}))
+                    )
+                    if rebuilt.get(key, {}).get(name) != state.behaviour.get(key, {}).get(name)
+                ]
+                if changed:
+                    raise LedgerError(
+                        f"{self.label}: prompt {prompt_id} uses plugin {', '.join(changed)}, "
+                        "whose installed entry point or source differs from the recorded one; "
+                        "install the version of the package the record was made with to "
+                        "evaluate it again"
+                    )
                 raise LedgerError(
                     f"{self.label}: prompt {prompt_id} rebuilds with fingerprint "
                     f"{built.fingerprint}, not the recorded {state.fingerprint}; the record "
