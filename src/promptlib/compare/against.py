@@ -41,6 +41,7 @@ from ..evals.run import (
     EvalReport,
     PromptOutcome,
     SubsetSummary,
+    bind_suite_judges,
     choose_suites,
     outcome_of,
     require_runnable,
@@ -382,6 +383,7 @@ def _run(
     library = load(root)
     diff = diff_snapshots(base, worktree_snapshot(root, library))
     suites = choose_suites(root, given.suites)
+    bind_suite_judges(settings, suites, library)
     plan = _Plan.make(
         base, library, diff, suites, given.prompts, options, gates_all=given.gates_all
     )

@@ -26,6 +26,7 @@ from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import Settings
 from .cache import CacheMode, ResponseCache
+from .judges import bind_judges
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
@@ -194,6 +195,20 @@ def choose_suites(root: Path, names: Sequence[str]) -> list[Suite]:
     if not chosen:
         raise ConfigError(f"{root / 'evals' / 'suites'}: no suites; add a suite YAML file there")
     return chosen
+
+
+def bind_suite_judges(settings: Settings, suites: Sequence[Suite], library: Library) -> None:
+    """Give every judge metric of ``suites`` its prompt from ``library`` and its provider
+    (``evals.judges``); each judge provider is opened once."""
+    opened: dict[str, Provider] = {}
+
+    def opener(name: str) -> Provider:
+        if name not in opened:
+            opened[name] = open_provider(settings, name)
+        return opened[name]
+
+    for suite in suites:
+        bind_judges(suite.metrics, library, opener, settings.default_provider, f"{suite.shown}: ")
 
 
 def require_runnable(suites: Sequence[Suite], prompts: Sequence[Prompt]) -> None:
@@ -416,6 +431,7 @@ def _batch(
     options = resolve_options(settings, options)
     library = library if library is not None else load(root)
     chosen_suites = choose_suites(root, suites)
+    bind_suite_judges(settings, chosen_suites, library)
     chosen_prompts = select_prompts(library, prompts)
     require_runnable(chosen_suites, chosen_prompts)
     repeats, subset = options.repeats, options.subset
