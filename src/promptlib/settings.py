@@ -232,6 +232,18 @@ def _number(
     return int(value) if integer else float(value)
 
 
+def _min_kappa(table: Mapping[str, Any], where: str) -> float:
+    """``[judges] min-kappa`` (default 0.4), a number in [-1, 1]."""
+    at = f"{where} [judges]"
+    unknown = sorted(set(table) - {"min-kappa"})
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; known: min-kappa")
+    value = _number(table, "min-kappa", 0.4, at, integer=False)
+    if not -1 <= value <= 1:
+        raise ConfigError(f"{at}: min-kappa must be between -1 and 1, not {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class CompareSettings:
     """The verdict rule of ``eval --against`` (see docs/comparing.md)."""
@@ -387,6 +399,9 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache_dir: Path | None = None
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    # [judges] min-kappa: a judge metric warns when its judge's latest calibration has a
+    # lower Cohen's kappa (or when it has none).
+    min_kappa: float = 0.4
 
     @property
     def prompts_dir(self) -> Path | None:
@@ -443,6 +458,7 @@ class Settings:
         retry = RetryPolicy.from_table(_table(config, "retry", where), where)
         mlflow = MlflowSettings.from_table(_table(config, "mlflow", where), where, env)
         _table(config, "providers", where)
+        min_kappa = _min_kappa(_table(config, "judges", where), where)
         configured = config.get("default-provider", "retrieval")
         if not isinstance(configured, str) or not configured:
             raise ConfigError(
@@ -459,4 +475,5 @@ class Settings:
             retry=retry,
             cache_dir=cache_dir,
             mlflow=mlflow,
+            min_kappa=min_kappa,
         )

@@ -350,6 +350,8 @@ def run_against(
         )
     for message in report.candidate.repaired:
         typer.echo(f"ledger: {message}", err=True)
+    for message in report.candidate.warnings:
+        typer.echo(f"warning: {message}", err=True)
     if html is not None:
         from ..reports.html import against_page
 

@@ -268,6 +268,7 @@ def compare_against(
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset_summary([r.job for r in candidates], plan.subset),
+        warnings=batch.warnings,
     )
     statuses = dict(plan.statuses)
     for pid in plan.not_comparable:

@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..ledger import LedgerView, RunRecord
 from ..library.messages import Message
 from ..library.prompt import Prompt
 from ..providers.contract import Provider
 from .metrics import Metric, MetricSpec
+from .suite import Suite
 
 __all__ = [
     "SCALES",
@@ -48,6 +50,8 @@ __all__ = [
     "MalformedVerdict",
     "Verdict",
     "bind_judges",
+    "calibration_of",
+    "calibration_warnings",
     "judge_metrics",
     "parse_verdict",
 ]
@@ -262,3 +266,50 @@ def bind_judges(
         if name not in opened:
             opened[name] = open_provider(name)
         metric.bind(prompt, opened[name])
+
+
+def calibration_of(view: LedgerView, prompt_fingerprint: str, provider: str) -> RunRecord | None:
+    """The latest calibration of a judge prompt (by fingerprint) with a judge provider (by
+    fingerprint), or None."""
+    found: RunRecord | None = None
+    for run in view.each_run():
+        if (
+            run.prompt.fingerprint == prompt_fingerprint
+            and run.provider.fingerprint == provider
+            and "kappa" in run.results
+            and (found is None or run.time >= found.time)
+        ):
+            found = run
+    return found
+
+
+def calibration_warnings(view: LedgerView, suites: Sequence[Suite], min_kappa: float) -> list[str]:
+    """A warning for each judge (prompt and provider) of ``suites``' judge metrics that has
+    no calibration in the ledger, or whose latest calibration's kappa is below
+    ``min_kappa``."""
+    warnings: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for suite in suites:
+        for metric in judge_metrics(suite.metrics):
+            prompt, provider = metric.judge_prompt, metric.judge_provider
+            pair = (prompt.fingerprint, provider.fingerprint)
+            if pair in seen:
+                continue
+            seen.add(pair)
+            record = calibration_of(view, *pair)
+            who = f"judge {prompt.id} {prompt.version} with provider {provider.name}"
+            if record is None:
+                warnings.append(
+                    f"{who} (metric {metric.name} of {suite.name}) has no calibration "
+                    "in the ledger: its scores are not known to agree with people; run "
+                    "`promptlib judge calibrate SUITE --labels COLUMN` on human-labelled data"
+                )
+                continue
+            kappa = record.results["kappa"]
+            if kappa.mean < min_kappa:
+                warnings.append(
+                    f"{who} (metric {metric.name} of {suite.name}) agrees with human labels "
+                    f"at kappa {kappa.mean:.3f} (suite {record.suite}, n={kappa.n}), below "
+                    f"min-kappa {min_kappa:g}: read its scores with care"
+                )
+    return warnings

@@ -26,7 +26,7 @@ from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import Settings
 from .cache import CacheMode, ResponseCache
-from .judges import bind_judges
+from .judges import bind_judges, calibration_warnings
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
@@ -121,6 +121,8 @@ class EvalReport:
     ledger: str | None = None
     repaired: list[str] = field(default_factory=list)
     subset: SubsetSummary | None = None
+    # Judges without a calibration, or calibrated below min-kappa (``judges``).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def gate_failures(self) -> list[PromptOutcome]:
@@ -231,6 +233,7 @@ class Batch:
     repaired: list[str]
     ledger: str
     groups: list[tuple[str, list[JobResult]]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_by_provider(
@@ -286,6 +289,8 @@ def run_by_provider(
     finally:
         cache.close()
     batch.repaired += [str(repair) for repair in ledger.repaired]
+    used = {id(r.job.suite): r.job.suite for r in batch.results}
+    batch.warnings = calibration_warnings(ledger.read(), list(used.values()), settings.min_kappa)
     if options.subset is not None:
         batch.ledger = f"not recorded ({options.subset.option}: a subset is never recorded)"
     elif not ledger.record:
@@ -333,6 +338,7 @@ def evaluate(
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset,
+        warnings=batch.warnings,
     )
 
 
