@@ -35,7 +35,7 @@ from ..settings import Settings
 from .agreement import Agreement, agreement
 from .cache import CacheMode
 from .judges import SCALES, MalformedVerdict, parse_verdict
-from .run import _batch
+from .run import _batch, choose_suites
 from .runner import EvalOptions, _record_time
 
 __all__ = [
@@ -110,6 +110,16 @@ def calibrate(
     if scale not in SCALES:
         raise ConfigError(f"--scale must be binary or 1-5, not {scale!r}")
     root = settings.require_root()
+    # Every label is checked before any call: a bad label must not cost a run.
+    chosen = choose_suites(root, [suite])[0]
+    for row in chosen.dataset():
+        if chosen.keeps(row):
+            row_id = str(row.get("id"))
+            if labels not in row:
+                raise DatasetError(
+                    f"{chosen.spec.dataset}: row {row_id!r} has no label column {labels!r}"
+                )
+            _label(row[labels], row_id, labels, chosen.spec.dataset)
     ledger = ledger if ledger is not None else open_project(settings)
     batch, _ = _batch(
         settings, [suite], (), None, cache_mode, options, on_progress, load(root), ledger
@@ -137,10 +147,6 @@ def calibrate(
     malformed = failed = 0
     for index, example_id in enumerate(outputs.ids):
         row = rows[example_id]
-        if labels not in row:
-            raise DatasetError(
-                f"{job.dataset.relative}: row {example_id!r} has no label column {labels!r}"
-            )
         if example_id in scores.errors or not outputs.outputs[index]:
             failed += 1
             continue

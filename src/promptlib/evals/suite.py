@@ -239,6 +239,10 @@ class Suite:
             rows = rows[: self.spec.limit]
         return rows
 
+    def keeps(self, row: Mapping[str, Any]) -> bool:
+        """Whether the suite's ``where`` keeps ``row``."""
+        return self._where(row)
+
     def _where(self, row: Mapping[str, Any]) -> bool:
         for field_name, wanted in self.spec.where.items():
             values = wanted if isinstance(wanted, list) else [wanted]
