@@ -119,8 +119,7 @@ def main() -> None:
         "dataset": "judge_calibration",
         "upstream_folder": "hint3",
         "command": (
-            "python evals/datasets/judge_calibration/convert.py "
-            '--source "$PROMPTLIB_DATA_SOURCE"'
+            'python evals/datasets/judge_calibration/convert.py --source "$PROMPTLIB_DATA_SOURCE"'
         ),
         "inputs": [
             {
