@@ -481,3 +481,49 @@ def test_calibrate_refuses_a_label_that_is_not_an_integer(
     code, _out, err = cli(root, "judge", "calibrate", "calibration", "--labels", "nope")
     assert code == 2
     assert "row 'c01' has no label column 'nope'" in err
+
+
+def test_run_report_shows_each_verdict_under_its_answer(tmp_path: Path, server: LLMServer) -> None:
+    root = make_project(tmp_path / "p", server.base_url)
+    assert cli(root, "eval")[0] == 0
+    [run] = runs(root)
+    page = tmp_path / "run.html"
+    code, out, err = cli(root, "report", "--run", run.key, "--output", str(page))
+    assert code == 0, out + err
+    html = page.read_text(encoding="utf-8")
+    assert "<dt>judge verdict: 0</dt><dd>&#x27;no&#x27; vs &#x27;yes&#x27;</dd>" in html
+    assert html.count("<dt>judge verdict: ") == ROWS
+
+
+def test_judge_outage_in_a_comparison_fails_each_side_and_exits_3(
+    tmp_path: Path, server: LLMServer
+) -> None:
+    root = make_project(tmp_path / "p", server.base_url)
+    write(root / "CHANGELOG.md", "# Changelog\n\n## [Unreleased]\n")
+    code, out, err = cli(root, "release")
+    assert code == 0, out + err
+    # A new answer prompt, and a judge provider that is down: both sides need the new
+    # judge (its fingerprint is in both run keys), and neither can be judged.
+    write(
+        root / "prompts" / "demo" / "answer.yaml",
+        ANSWER.replace("Answer yes.", "Answer yes, please.").replace("1.0.0", "1.1.0"),
+    )
+    with LLMServer() as gone:
+        dead = gone.base_url
+    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    write(
+        root / "pyproject.toml",
+        text + f'\n[tool.promptlib.providers.judge2]\ntype = "openai"\nmodel = "judge-2"\n'
+        f'base_url = "{dead}"\napi_key_env = "DEMO_API_KEY"\ntimeout = 5\n',
+    )
+    write(root / "evals" / "suites" / "answers.yaml", SUITE.replace("JUDGE_PROVIDER", "judge2"))
+    recorded = len(runs(root))
+    code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "json")
+    assert code == 3, out + err
+    failures = {f["side"]: f for f in json.loads(out)["failures"]}
+    assert set(failures) == {"baseline", "candidate"}
+    for failure in failures.values():
+        assert failure["prompt"] == "demo.answer"
+        assert failure["reason"].startswith("10 of 10 examples failed (budget 10%); first: ")
+        assert "judge verdict: provider 'judge2'" in failure["reason"]
+    assert len(runs(root)) == recorded
