@@ -527,3 +527,31 @@ def test_judge_outage_in_a_comparison_fails_each_side_and_exits_3(
         assert failure["reason"].startswith("10 of 10 examples failed (budget 10%); first: ")
         assert "judge verdict: provider 'judge2'" in failure["reason"]
     assert len(runs(root)) == recorded
+
+
+def test_dry_run_predicts_the_model_and_the_judge_calls_apart(
+    tmp_path: Path, server: LLMServer
+) -> None:
+    root = make_project(tmp_path / "p", server.base_url)
+
+    def predicted() -> tuple[int, int, int, int]:
+        code, out, err = cli(root, "eval", "--dry-run", "--format", "json")
+        assert code == 0, out + err
+        [job] = json.loads(out)["jobs"]
+        return job["calls"], job["cached"], job["judge_calls"], job["judge_cached"]
+
+    assert predicted() == (ROWS, 0, ROWS, 0)
+    # Answers and verdicts in the response cache, nothing recorded: all cached.
+    assert cli(root, "eval", "--no-record")[0] == 0
+    before = server.total
+    assert predicted() == (0, ROWS, 0, ROWS)
+    # A new judge: the model's answers are cached, the verdicts are not.
+    judge = JUDGE.replace("JUDGE SYSTEM", "JUDGE SYSTEM, strictly").replace("1.0.0", "1.1.0")
+    write(root / "prompts" / "judges" / "check.yaml", judge)
+    assert predicted() == (0, ROWS, ROWS, 0)
+    code, out, err = cli(root, "eval", "--dry-run")
+    assert code == 0, err
+    assert f"{ROWS} examples, {ROWS} cached, 0 calls; judges: 0 cached, {ROWS} calls" in out
+    assert f"dry run: {ROWS} judge call(s) would be made" in err
+    # Predicted, not made.
+    assert counts(server, before) == (0, 0)

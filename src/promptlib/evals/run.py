@@ -359,6 +359,9 @@ class ProviderEstimate:
     examples: int
     cached: int
     calls: int
+    # The judges of the jobs' judge metrics (``runner._Runner.predict``).
+    judge_cached: int = 0
+    judge_calls: int = 0
 
 
 @dataclass
@@ -390,6 +393,8 @@ class Estimate:
                     examples=sum(len(r.job.rows) for r in planned),
                     cached=sum(r.cached for r in planned),
                     calls=sum(r.calls for r in planned),
+                    judge_cached=sum(r.judge_cached for r in planned),
+                    judge_calls=sum(r.judge_calls for r in planned),
                 )
             )
         return out
@@ -398,6 +403,16 @@ class Estimate:
     def calls(self) -> int:
         """Provider calls over every provider."""
         return sum(p.calls for p in self.providers)
+
+    @property
+    def judge_calls(self) -> int:
+        """Judge provider calls over every job's judge metrics."""
+        return sum(p.judge_calls for p in self.providers)
+
+    @property
+    def judged(self) -> bool:
+        """Whether a job that would run has a judge metric."""
+        return any(p.judge_calls or p.judge_cached for p in self.providers)
 
 
 def estimate(

@@ -211,6 +211,9 @@ class JobResult:
     seconds: float = 0.0
     failure: str | None = None
     view: LedgerView | None = None
+    # A dry run's prediction for the job's judge metrics (``_Runner.predict``).
+    judge_calls: int = 0
+    judge_cached: int = 0
 
     @property
     def scores(self) -> RunScores:
@@ -618,11 +621,14 @@ class _Runner:
 
         Each example's requests are built by ``requests`` and looked up by ``lookup``, as
         the run does; ``cached`` counts those the response cache answers and ``calls`` the
-        others. ``calls`` is a floor when the provider fails (retries add calls; a job past
+        others. Judge metrics are predicted the same way (``judge_cached``, ``judge_calls``)
+        when the model's answer is cached; a verdict on an answer not known yet counts as a
+        judge call. ``calls`` is a floor when the provider fails (retries add calls; a job past
         its error budget skips its remaining examples), and a ceiling when two examples
         send the very same request (the later one may find the earlier answer cached).
         """
-        calls = cached = 0
+        calls = cached = judge_calls = judge_cached = 0
+        judges = judge_metrics(job.suite.metrics)
         for row in job.rows:
             try:
                 requests = self.requests(job, row)
@@ -630,11 +636,41 @@ class _Runner:
                 continue  # the run records the render error and calls nothing for the row
             for request in requests:
                 found = self.lookup(request)
-                if found is not None and found[2] is not None:
+                answer = found[2] if found is not None else None
+                if answer is not None:
                     cached += 1
                 else:
                     calls += 1
-        return JobResult(job, "planned", None, calls=calls, cached=cached)
+                for metric in judges:
+                    if self.judge_cached(metric, job, row, answer):
+                        judge_cached += 1
+                    else:
+                        judge_calls += 1
+        return JobResult(
+            job,
+            "planned",
+            None,
+            calls=calls,
+            cached=cached,
+            judge_calls=judge_calls,
+            judge_cached=judge_cached,
+        )
+
+    def judge_cached(
+        self, metric: JudgeMetric, job: Job, row: Mapping[str, Any], answer: Response | None
+    ) -> bool:
+        """Whether the judge's verdict on ``answer`` is in the response cache (False when
+        the answer itself is not known before the run)."""
+        if answer is None:
+            return False
+        runner = self.judge_runner(metric.judge_provider)
+        references = job.suite.references_for(row, metric.spec.reference)
+        try:
+            request = self.judge_request(metric, job, row, answer.text, references, 0)
+        except (RenderError, KeyError):
+            return False
+        found = runner.lookup(request)
+        return found is not None and found[2] is not None
 
     async def call(self, request: Request, outcome: _Example) -> Response:
         policy = self.options.retry or RetryPolicy()

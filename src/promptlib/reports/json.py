@@ -150,6 +150,7 @@ def estimate_json(
         "ledger": estimate.ledger,
         "subset": subset_json(estimate.subset),
         "calls": estimate.calls,
+        **({"judge_calls": estimate.judge_calls} if estimate.judged else {}),
         "providers": [
             {
                 "provider": p.provider,
@@ -159,6 +160,11 @@ def estimate_json(
                 "examples": p.examples,
                 "cached": p.cached,
                 "calls": p.calls,
+                **(
+                    {"judge_cached": p.judge_cached, "judge_calls": p.judge_calls}
+                    if estimate.judged
+                    else {}
+                ),
             }
             for p in estimate.providers
         ],
@@ -172,6 +178,11 @@ def estimate_json(
                 "examples": len(r.job.rows),
                 "cached": r.cached,
                 "calls": r.calls,
+                **(
+                    {"judge_cached": r.judge_cached, "judge_calls": r.judge_calls}
+                    if r.judge_calls or r.judge_cached
+                    else {}
+                ),
             }
             for name, results in estimate.groups
             for r in results
