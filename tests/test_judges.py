@@ -555,3 +555,184 @@ def test_dry_run_predicts_the_model_and_the_judge_calls_apart(
     assert f"dry run: {ROWS} judge call(s) would be made" in err
     # Predicted, not made.
     assert counts(server, before) == (0, 0)
+
+
+# -- pairwise judging in eval --against -------------------------------------------------
+
+PAIR_JUDGE = """\
+id: judges.pair
+version: 1.0.0
+description: A pairwise judge of yes/no answers.
+inputs:
+  question: {type: string}
+  answer_a: {type: string}
+  answer_b: {type: string}
+  reference: {type: string}
+messages:
+  - role: system
+    content: "PAIRJUDGE"
+  - role: user
+    content: "pair {{ question }} | {{ answer_a }} | {{ answer_b }} | {{ reference }}"
+examples:
+  - inputs: {question: q, answer_a: a, answer_b: b, reference: r}
+"""
+
+
+def pairwise_answer(biased: bool) -> Any:
+    """The model says "no" to odd rows unless its system message says "please"; the
+    pairwise judge names the answer equal to the reference (or, ``biased``, always A)."""
+
+    def answer(messages: list[dict[str, Any]]) -> str:
+        system, last = messages[0]["content"], messages[-1]["content"]
+        if system == "PAIRJUDGE":
+            _, rest = last.split(" ", 1)
+            _q, a, b, reference = (part.strip() for part in rest.split("|"))
+            if biased:
+                winner = "A"
+            else:
+                winner = (
+                    "tie"
+                    if (a == reference) == (b == reference)
+                    else ("A" if a == reference else "B")
+                )
+            return json.dumps({"winner": winner, "reason": f"{a} / {b}"})
+        if system.startswith("JUDGE"):
+            return server_answer(messages)
+        return "no" if "odd" in last and "please" not in system else "yes"
+
+    return answer
+
+
+def pairwise_project(root: Path, base_url: str, odd_rows: int) -> Path:
+    make_project(root, base_url)
+    write(root / "CHANGELOG.md", "# Changelog\n\n## [Unreleased]\n")
+    write(root / "prompts" / "judges" / "pair.yaml", PAIR_JUDGE)
+    lines = [
+        json.dumps(
+            {
+                "id": f"r{i:02d}",
+                "text": f"row-{i} odd" if i <= odd_rows else f"row-{i}",
+                "label": "yes",
+            }
+        )
+        for i in range(1, ROWS + 1)
+    ]
+    write(root / "evals" / "datasets" / "rows.jsonl", "\n".join(lines) + "\n")
+    return root
+
+
+def add_pairwise(root: Path) -> None:
+    entry = (
+        "  - {kind: judge_pairwise, name: pref, prompt: judges.pair, provider: judge,\n"
+        "     inputs: {question: text}}\n"
+    )
+    suite = SUITE.replace("JUDGE_PROVIDER", "judge").replace(
+        "provider: model", entry + "provider: model"
+    )
+    write(root / "evals" / "suites" / "answers.yaml", suite)
+
+
+def change_answer(root: Path) -> None:
+    write(
+        root / "prompts" / "demo" / "answer.yaml",
+        ANSWER.replace("Answer yes.", "Answer yes, please.").replace("1.0.0", "1.1.0"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("odd_rows", "biased", "expected"),
+    [
+        # The baseline is wrong on every row, the candidate right: 10 consistent wins, sign
+        # test p = 2 / 2**10.
+        (
+            ROWS,
+            False,
+            {
+                "candidate": ROWS,
+                "baseline": 0,
+                "ties": 0,
+                "inconsistent": 0,
+                "position_biased": 0,
+                "p_value": 2 / 2**ROWS,
+                "verdict": "candidate preferred",
+            },
+        ),
+        # Wrong on 3 rows: 3 wins, 7 ties; p = 2 / 2**3: no preference shown.
+        (
+            3,
+            False,
+            {
+                "candidate": 3,
+                "baseline": 0,
+                "ties": ROWS - 3,
+                "inconsistent": 0,
+                "position_biased": 0,
+                "p_value": 0.25,
+                "verdict": "no preference shown",
+            },
+        ),
+        # A judge that always names A: every example inconsistent and position-biased.
+        (
+            ROWS,
+            True,
+            {
+                "candidate": 0,
+                "baseline": 0,
+                "ties": 0,
+                "inconsistent": ROWS,
+                "position_biased": ROWS,
+                "p_value": 1.0,
+                "verdict": "no preference shown",
+            },
+        ),
+    ],
+)
+def test_pairwise_judge_sees_both_orders_and_counts_only_consistent_preferences(
+    tmp_path: Path, odd_rows: int, biased: bool, expected: dict[str, Any]
+) -> None:
+    with LLMServer(answer=pairwise_answer(biased)) as server:
+        root = pairwise_project(tmp_path / "p", server.base_url, odd_rows)
+        code, out, err = cli(root, "release")
+        assert code == 0, out + err
+        keys = {r.key for r in runs(root)}
+        add_pairwise(root)
+        # A pairwise entry changes no run key.
+        before = server.total
+        code, out, err = cli(root, "eval")
+        assert code == 0, out + err
+        assert server.total == before
+        assert {r.key for r in runs(root)} == keys
+        change_answer(root)
+        before = server.total
+        code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "json")
+        assert code == 0, out + err
+        pair_requests = [
+            s for s in server.requests[before:] if s.body["messages"][0]["content"] == "PAIRJUDGE"
+        ]
+    [result] = json.loads(out)["pairwise"]
+    assert {k: result[k] for k in expected} == pytest.approx(expected)
+    assert result["n"] == ROWS
+    assert result["position_bias_rate"] == pytest.approx(expected["position_biased"] / ROWS)
+    assert result["p_adjusted"] == pytest.approx(expected["p_value"])  # a family of one
+    # Each example was shown in both orders, baseline first then candidate first; where
+    # both answers are the same the two orders are one request, answered once (the
+    # response cache serves the second).
+    assert len(pair_requests) == ROWS + odd_rows
+    shown = {s.key for s in pair_requests}
+    assert "pair row-1 odd | no | yes | yes" in shown
+    assert "pair row-1 odd | yes | no | yes" in shown
+
+
+def test_pairwise_result_is_shown_beside_the_pointwise_table(tmp_path: Path) -> None:
+    with LLMServer(answer=pairwise_answer(False)) as server:
+        root = pairwise_project(tmp_path / "p", server.base_url, ROWS)
+        assert cli(root, "release")[0] == 0
+        add_pairwise(root)
+        change_answer(root)
+        code, out, err = cli(root, "eval", "--against", "v1.0.0")
+    assert code == 0, out + err
+    assert (
+        "pairwise pref (judges.pair, judge) demo.answer · answers: candidate 10, baseline 0, "
+        "ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate preferred; "
+        "position bias 0%"
+    ) in " ".join(out.split())

@@ -62,6 +62,7 @@ from ..versioning.diff import LibraryDiff, diff_snapshots
 from ..versioning.history import resolve_against, worktree_snapshot
 from ..versioning.snapshot import Snapshot
 from .flips import Flips, flipped
+from .pairwise import PairwiseResult, Side, judge_pairs, side_answers
 from .stats import INCONCLUSIVE, REGRESSED, compare_paired, decide, holm
 
 __all__ = [
@@ -156,6 +157,8 @@ class AgainstReport:
     gates_all: bool = False
     not_evaluated: list[str] = field(default_factory=list)
     subset: SubsetSummary | None = None
+    # The suites' judge_pairwise entries on the compared pairs (``compare.pairwise``).
+    pairwise: list[PairwiseResult] = field(default_factory=list)
 
     @property
     def gated_prompts(self) -> list[str]:
@@ -262,6 +265,23 @@ def compare_against(
     }
     pairs, not_compared = _pair(candidates, baselines, plan.changed)
     comparisons = _compare(pairs, settings.compare)
+    pairwise = judge_pairs(
+        [
+            Side(
+                pair.suite,
+                pair.prompt,
+                {str(row["id"]): row for row in pair.candidate.job.rows},
+                side_answers(pair.baseline.view, pair.baseline.record),
+                side_answers(pair.candidate.view, pair.candidate.record),
+            )
+            for pair in pairs
+            if pair.suite.pairwise
+        ],
+        cache_path=settings.cache_dir / "cache.sqlite" if settings.cache_dir else None,
+        cache_mode=cache_mode,
+        options=resolve_options(settings, options),
+        alpha=settings.compare.alpha,
+    )
     candidate_report = EvalReport(
         provider=", ".join(batch.providers),
         outcomes=[outcome_of(r) for r in candidates],
@@ -293,6 +313,7 @@ def compare_against(
         gates_all=gates_all,
         not_evaluated=plan.not_evaluated,
         subset=candidate_report.subset,
+        pairwise=pairwise,
     )
 
 

@@ -33,26 +33,32 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from ..ledger import LedgerView, RunRecord
 from ..library.messages import Message
 from ..library.prompt import Prompt
 from ..providers.contract import Provider
 from .metrics import Metric, MetricSpec
-from .suite import Suite
+
+if TYPE_CHECKING:
+    from .suite import Suite
 
 __all__ = [
+    "PREFERENCE_RULES",
     "SCALES",
     "VERDICT_RULES",
     "JudgeMetric",
     "MalformedVerdict",
+    "PairwiseJudge",
     "Verdict",
     "bind_judges",
+    "bind_pairwise",
     "calibration_of",
     "calibration_warnings",
     "judge_metrics",
+    "parse_preference",
     "parse_verdict",
 ]
 
@@ -212,7 +218,7 @@ class JudgeMetric(Metric):
         row: Mapping[str, Any],
         suite_inputs: Mapping[str, str],
     ) -> list[Message]:
-        """The judge's messages for one answer (``RenderError``/``KeyError`` on bad rows)."""
+        """The judge's messages for one answer (``RenderError``/``DatasetError`` on bad rows)."""
         prompt = self.judge_prompt
         values: dict[str, Any] = {}
         for name, spec in prompt.inputs.items():
@@ -225,7 +231,10 @@ class JudgeMetric(Metric):
                 if column in row:
                     values[name] = row[column]
                 elif spec.required:
-                    raise KeyError(f"judge input `{name}` needs row field {column!r}")
+                    raise DatasetError(
+                        f"judge input `{name}` needs row field {column!r}; map it with "
+                        "the judge's 'inputs'"
+                    )
         return prompt.render(**values)
 
     def score(
@@ -266,6 +275,23 @@ def bind_judges(
         if name not in opened:
             opened[name] = open_provider(name)
         metric.bind(prompt, opened[name])
+
+
+def bind_pairwise(
+    judges: Sequence[PairwiseJudge],
+    prompts: Mapping[str, Prompt],
+    open_provider: Any,
+    default_provider: str,
+    where: str = "",
+) -> None:
+    """Bind every pairwise judge to its prompt and provider (as ``bind_judges``)."""
+    for judge in judges:
+        prompt = prompts.get(judge.prompt_id)
+        if prompt is None:
+            raise ConfigError(
+                f"{where}judge_pairwise {judge.name}: no prompt {judge.prompt_id!r} in the library"
+            )
+        judge.bind(prompt, open_provider(judge.provider_name or default_provider))
 
 
 def calibration_of(view: LedgerView, prompt_fingerprint: str, provider: str) -> RunRecord | None:
@@ -313,3 +339,103 @@ def calibration_warnings(view: LedgerView, suites: Sequence[Suite], min_kappa: f
                     f"min-kappa {min_kappa:g}: read its scores with care"
                 )
     return warnings
+
+
+#: The id of the pairwise verdict rules (``parse_preference``).
+PREFERENCE_RULES = "promptlib-pairwise-verdict/1"
+_WINNERS = {"a": "A", "b": "B", "tie": "tie"}
+
+
+def parse_preference(text: str) -> tuple[str, str]:
+    """The winner (``A``, ``B`` or ``tie``) and reason of a pairwise verdict
+    ``{"winner": ..., "reason": ...}``; ``MalformedVerdict`` otherwise."""
+    match = _FENCE.match(text)
+    body = match.group(1) if match else text
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise MalformedVerdict(f"not JSON: {text[:80]!r}") from None
+    if not isinstance(data, dict) or "winner" not in data or "reason" not in data:
+        raise MalformedVerdict("needs a JSON object with 'winner' and 'reason'")
+    winner = data["winner"]
+    if not isinstance(winner, str) or winner.strip().lower() not in _WINNERS:
+        raise MalformedVerdict(f"winner {winner!r} is not A, B or tie")
+    if not isinstance(data["reason"], str):
+        raise MalformedVerdict("'reason' must be a string")
+    return _WINNERS[winner.strip().lower()], data["reason"][:_REASON_LIMIT]
+
+
+class PairwiseJudge:
+    """A suite's ``{kind: judge_pairwise, prompt: ID, provider: NAME}``: in
+    ``eval --against``, a judge prompt with inputs ``answer_a`` and ``answer_b`` sees the
+    baseline's and the candidate's answers in both orders (``compare.pairwise``). It is not
+    a metric of the run: it changes no run key and is not scored by ``promptlib eval``."""
+
+    def __init__(self, entry: Mapping[str, Any]) -> None:
+        allowed = {"kind", "name", "prompt", "provider", "inputs"}
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"judge_pairwise: unknown option(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(allowed - {'kind'}))}"
+            )
+        prompt = entry.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise ConfigError("judge_pairwise: needs 'prompt', a pairwise judge prompt's id")
+        self.prompt_id = prompt
+        self.name = str(entry.get("name") or "pairwise")
+        provider = entry.get("provider")
+        if provider is not None and not isinstance(provider, str):
+            raise ConfigError(f"judge_pairwise {self.name}: 'provider' must be a provider name")
+        self.provider_name = provider
+        inputs = entry.get("inputs", {})
+        if not isinstance(inputs, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()
+        ):
+            raise ConfigError(f"judge_pairwise {self.name}: 'inputs' maps inputs to row fields")
+        self.inputs = dict(inputs)
+        self._binding: _Binding | None = None
+
+    @property
+    def binding(self) -> _Binding:
+        if self._binding is None:
+            raise ConfigError(f"judge_pairwise {self.name}: its judge is not bound")
+        return self._binding
+
+    def bind(self, prompt: Prompt, provider: Provider) -> None:
+        missing = [n for n in ("answer_a", "answer_b") if n not in prompt.inputs]
+        if missing:
+            raise ConfigError(
+                f"judge_pairwise {self.name}: judge prompt {prompt.id} has no input "
+                f"{', '.join(f'`{m}`' for m in missing)}"
+            )
+        self._binding = _Binding(prompt, provider)
+
+    def render(
+        self,
+        first: str,
+        second: str,
+        references: Sequence[str],
+        row: Mapping[str, Any],
+        suite_inputs: Mapping[str, str],
+    ) -> list[Message]:
+        """The judge's messages with ``first`` as answer A and ``second`` as answer B."""
+        prompt = self.binding.prompt
+        values: dict[str, Any] = {}
+        for name, spec in prompt.inputs.items():
+            if name == "answer_a":
+                values[name] = first
+            elif name == "answer_b":
+                values[name] = second
+            elif name == "reference":
+                values[name] = references[0] if references else ""
+            else:
+                column = self.inputs.get(name) or suite_inputs.get(name) or name
+                if column in row:
+                    values[name] = row[column]
+                elif spec.required:
+                    raise DatasetError(
+                        f"judge input `{name}` needs row field {column!r}; map it with "
+                        "the judge's 'inputs'"
+                    )
+        return prompt.render(**values)

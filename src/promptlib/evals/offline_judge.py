@@ -15,6 +15,11 @@ and digits, with ``{{placeholders}}`` and a short stop-word list removed):
   line, or against the answer itself (an intent label's words);
 * else: the share of the question's words the answer repeats.
 
+A pairwise judge prompt (sections ``<answer_a>`` and ``<answer_b>``) gets
+``{"winner": "A"|"B"|"tie", "reason": ...}``: the answer with the higher similarity (to the
+reference, else to the question) wins, a tie when they are within 0.02. It looks at both
+answers the same way, so it has no position bias.
+
 The similarity ``s`` in [0, 1] becomes ``1`` when ``s >= 0.3`` on the binary scale (else
 ``0``), and ``1 + min(4, floor(5 * s))`` on the 1-5 scale. It never checks facts, tone,
 policy or instructions; a paraphrase with other words scores low, and a fluent wrong answer
@@ -42,6 +47,7 @@ _STOP = frozenset(
     }
 )
 BINARY_THRESHOLD = 0.3
+TIE_MARGIN = 0.02
 
 
 def _section(text: str, tag: str) -> str | None:
@@ -80,6 +86,14 @@ def judge(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> s
     """The verdict, as the judge prompt asks for it: one JSON object on a line."""
     system = "\n".join(str(m["content"]) for m in messages if m["role"] == "system")
     user = str(next((m["content"] for m in reversed(messages) if m["role"] == "user"), ""))
+    first, second = _section(user, "answer_a"), _section(user, "answer_b")
+    if first is not None and second is not None:
+        question, reference = _section(user, "question") or "", _section(user, "reference")
+        a = similarity(question, first, reference, None)
+        b = similarity(question, second, reference, None)
+        winner = "tie" if abs(a - b) < TIE_MARGIN else ("A" if a > b else "B")
+        reason = f"word overlap A {a:.2f}, B {b:.2f} (offline lexical judge)"
+        return json.dumps({"winner": winner, "reason": reason})
     scale_match = _SCALE.search(system)
     scale = scale_match.group(1) if scale_match else "binary"
     answer = _section(user, "answer") or ""

@@ -26,7 +26,7 @@ from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import Settings
 from .cache import CacheMode, ResponseCache
-from .judges import bind_judges, calibration_warnings
+from .judges import bind_judges, bind_pairwise, calibration_warnings
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
@@ -211,6 +211,9 @@ def bind_suite_judges(settings: Settings, suites: Sequence[Suite], library: Libr
 
     for suite in suites:
         bind_judges(suite.metrics, library, opener, settings.default_provider, f"{suite.shown}: ")
+        bind_pairwise(
+            suite.pairwise, library, opener, settings.default_provider, f"{suite.shown}: "
+        )
 
 
 def require_runnable(suites: Sequence[Suite], prompts: Sequence[Prompt]) -> None:

@@ -475,7 +475,7 @@ class _Runner:
                         verdict = await self.judge(
                             metric, job, row, response.text, references[metric.name], outcome
                         )
-                    except (ProviderError, MalformedVerdict, RenderError, KeyError) as exc:
+                    except (ProviderError, MalformedVerdict, RenderError, DatasetError) as exc:
                         outcome.error = f"judge {metric.name}: {exc}"
                         return outcome
                     outcome.verdicts.setdefault(metric.name, []).append(verdict.to_json())
@@ -667,7 +667,7 @@ class _Runner:
         references = job.suite.references_for(row, metric.spec.reference)
         try:
             request = self.judge_request(metric, job, row, answer.text, references, 0)
-        except (RenderError, KeyError):
+        except (RenderError, DatasetError):
             return False
         found = runner.lookup(request)
         return found is not None and found[2] is not None

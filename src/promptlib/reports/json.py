@@ -98,6 +98,7 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             *(_failure(o, "candidate") for o in report.candidate.provider_failures),
             *(_failure(o, "baseline") for o in report.baseline_failures),
         ],
+        **({"pairwise": [r.to_json() for r in report.pairwise]} if report.pairwise else {}),
         "comparisons": [
             {
                 "suite": c.suite,
