@@ -736,3 +736,23 @@ def test_pairwise_result_is_shown_beside_the_pointwise_table(tmp_path: Path) -> 
         "ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate preferred; "
         "position bias 0%"
     ) in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("min-kappa = 2", "[judges]: min-kappa must be between -1 and 1, not 2.0"),
+        ('min-kappa = "high"', "[judges]: min-kappa must be a number, not 'high'"),
+        ("kappa = 0.5", "[judges]: unknown key(s) kappa; known: min-kappa"),
+    ],
+)
+def test_bad_judges_settings_are_usage_errors(
+    tmp_path: Path, server: LLMServer, table: str, message: str
+) -> None:
+    root = make_project(
+        tmp_path / "p", server.base_url, extra=f"\n[tool.promptlib.judges]\n{table}\n"
+    )
+    code, _out, err = cli(root, "eval")
+    assert code == 2
+    assert message in err
+    assert server.total == 0
