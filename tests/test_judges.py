@@ -730,12 +730,19 @@ def test_pairwise_result_is_shown_beside_the_pointwise_table(tmp_path: Path) -> 
         add_pairwise(root)
         change_answer(root)
         code, out, err = cli(root, "eval", "--against", "v1.0.0")
-    assert code == 0, out + err
+        assert code == 0, out + err
+        assert (
+            "pairwise pref (judges.pair, judge) demo.answer · answers: candidate 10, "
+            "baseline 0, ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate "
+            "preferred; position bias 0%"
+        ) in " ".join(out.split())
+        code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "markdown")
+        assert code == 0, out + err
     assert (
-        "pairwise pref (judges.pair, judge) demo.answer · answers: candidate 10, baseline 0, "
-        "ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate preferred; "
-        "position bias 0%"
-    ) in " ".join(out.split())
+        "- `demo.answer` answers pairwise judge pref (`judges.pair`, judge): candidate 10, "
+        "baseline 0, ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate "
+        "preferred; position bias 0%"
+    ) in out
 
 
 @pytest.mark.parametrize(
