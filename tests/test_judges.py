@@ -763,3 +763,27 @@ def test_bad_judges_settings_are_usage_errors(
     assert code == 2
     assert message in err
     assert server.total == 0
+
+
+def test_judge_tokens_and_cost_are_recorded_apart_from_the_model(
+    tmp_path: Path, server: LLMServer
+) -> None:
+    root = make_project(
+        tmp_path / "p",
+        server.base_url,
+        judge_provider="priced",
+        extra='\n[tool.promptlib.providers.priced]\ntype = "python"\n'
+        'callable = "_judge_callables:priced_verdict"\n',
+    )
+    code, out, err = cli(root, "eval")
+    assert code == 0, out + err
+    [run] = runs(root)
+    assert run.results["verdict"].mean == pytest.approx(0.7)
+    assert run.judge_usage is not None
+    assert run.judge_usage.calls == ROWS
+    assert run.judge_usage.prompt_tokens == 40 * ROWS
+    assert run.judge_usage.completion_tokens == 9 * ROWS
+    assert run.judge_usage.cost == pytest.approx(0.00125 * ROWS)
+    # The model under test: its own tokens, and no cost (the server reports none).
+    assert run.usage.completion_tokens == ROWS
+    assert run.usage.cost is None
