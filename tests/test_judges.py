@@ -787,3 +787,18 @@ def test_judge_tokens_and_cost_are_recorded_apart_from_the_model(
     # The model under test: its own tokens, and no cost (the server reports none).
     assert run.usage.completion_tokens == ROWS
     assert run.usage.cost is None
+
+
+def test_report_against_calls_no_pairwise_judge(tmp_path: Path) -> None:
+    with LLMServer(answer=pairwise_answer(False)) as server:
+        root = pairwise_project(tmp_path / "p", server.base_url, ROWS)
+        assert cli(root, "release")[0] == 0
+        add_pairwise(root)
+        change_answer(root)
+        assert cli(root, "eval", "--against", "v1.0.0")[0] == 0
+        before = server.total
+        page = tmp_path / "against.html"
+        code, out, err = cli(root, "report", "--against", "v1.0.0", "--output", str(page))
+        assert code == 0, out + err
+        assert server.total == before
+    assert "demo.answer" in page.read_text(encoding="utf-8")

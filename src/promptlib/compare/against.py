@@ -243,12 +243,15 @@ def compare_against(
     on_progress: Callable[[int, int], None] | None = None,
     ledger: AnyLedger | None = None,
     gates_all: bool = False,
+    pairwise: bool = True,
 ) -> AgainstReport:
     """Evaluate the working tree against ``ref`` (default: the latest release).
 
     ``ledger`` is where releases and runs are read from and new runs appended to
     (default: the project's ledger). Only changed and added prompts are evaluated, unless
-    ``gates_all`` (see the module docstring).
+    ``gates_all`` (see the module docstring). ``pairwise`` off skips the suites'
+    ``judge_pairwise`` entries (``compare.pairwise``), which call their judge: a report
+    made from the ledger alone, which calls no model, turns it off.
     """
     plan, batch = _run(
         settings,
@@ -265,7 +268,7 @@ def compare_against(
     }
     pairs, not_compared = _pair(candidates, baselines, plan.changed)
     comparisons = _compare(pairs, settings.compare)
-    pairwise = judge_pairs(
+    judged = judge_pairs(
         [
             Side(
                 pair.suite,
@@ -275,7 +278,7 @@ def compare_against(
                 side_answers(pair.candidate.view, pair.candidate.record),
             )
             for pair in pairs
-            if pair.suite.pairwise
+            if pair.suite.pairwise and pairwise
         ],
         cache_path=settings.cache_dir / "cache.sqlite" if settings.cache_dir else None,
         cache_mode=cache_mode,
@@ -313,7 +316,7 @@ def compare_against(
         gates_all=gates_all,
         not_evaluated=plan.not_evaluated,
         subset=candidate_report.subset,
-        pairwise=pairwise,
+        pairwise=judged,
     )
 
 
