@@ -578,9 +578,9 @@ def test_metric_properties(
 
 
 CONFIG_ERRORS = [
-    (MetricSpec("bleu"), "unknown metric 'bleu'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, python:module:function"),
-    (MetricSpec("RougeL"), "unknown metric 'RougeL'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, python:module:function"),
-    (MetricSpec("rouge3"), "unknown metric 'rouge3'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, python:module:function"),
+    (MetricSpec("bleu"), "unknown metric 'bleu'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, judge, python:module:function"),
+    (MetricSpec("RougeL"), "unknown metric 'RougeL'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, judge, python:module:function"),
+    (MetricSpec("rouge3"), "unknown metric 'rouge3'; known metrics: rouge1, rouge2, rougeL, rougeLsum, exact_match, accuracy, contains, regex, json_valid, json_schema, judge, python:module:function"),
     (MetricSpec("rougeL", {"stemming": False}), "metric rougeL: unknown option(s) stemming; allowed: normalize, stemmer"),
     (MetricSpec("rougeL", {"x": 1}, name="rl"), "metric rl: unknown option(s) x; allowed: normalize, stemmer"),
     (MetricSpec("rouge1", {"normalize": "lowercase"}), "metric rouge1: normalize must be 'placeholders'"),

@@ -233,6 +233,18 @@ def _number(
     return int(value) if integer else float(value)
 
 
+def _min_kappa(table: Mapping[str, Any], where: str) -> float:
+    """``[judges] min-kappa`` (default 0.4), a number in [-1, 1]."""
+    at = f"{where} [judges]"
+    unknown = sorted(set(table) - {"min-kappa"})
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; known: min-kappa")
+    value = _number(table, "min-kappa", 0.4, at, integer=False)
+    if not -1 <= value <= 1:
+        raise ConfigError(f"{at}: min-kappa must be between -1 and 1, not {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class CompareSettings:
     """The verdict rule of ``eval --against`` (see docs/comparing.md)."""
@@ -423,6 +435,9 @@ class Settings:
     flaky: FlakySettings = field(default_factory=FlakySettings)
     cache_dir: Path | None = None
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    # [judges] min-kappa: a judge metric warns when its judge's latest calibration has a
+    # lower Cohen's kappa (or when it has none).
+    min_kappa: float = 0.4
 
     @property
     def prompts_dir(self) -> Path | None:
@@ -480,6 +495,7 @@ class Settings:
         flaky = FlakySettings.from_table(_table(config, "flaky", where), where)
         mlflow = MlflowSettings.from_table(_table(config, "mlflow", where), where, env)
         _table(config, "providers", where)
+        min_kappa = _min_kappa(_table(config, "judges", where), where)
         configured = config.get("default-provider", "retrieval")
         if not isinstance(configured, str) or not configured:
             raise ConfigError(
@@ -497,4 +513,5 @@ class Settings:
             flaky=flaky,
             cache_dir=cache_dir,
             mlflow=mlflow,
+            min_kappa=min_kappa,
         )

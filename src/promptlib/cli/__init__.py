@@ -14,7 +14,7 @@ Errors are printed without a traceback; set ``PROMPTLIB_DEBUG=1`` to see one.
 
 from __future__ import annotations
 
-from . import _core, _eval, _export, _import, _new, _report, _versioning  # noqa: F401  (register their commands)
+from . import _core, _eval, _export, _import, _judge, _new, _report, _versioning  # noqa: F401  (register their commands)
 from ._app import app
 
 __all__ = ["app", "main"]

@@ -158,11 +158,22 @@ def _print_estimate(result: Any) -> None:
             where = f"{r.job.suite.name}/{r.job.prompt.id}"
             if side is not None:
                 where += f" ({side(r)})"
+            judged = (
+                f"; judges: {r.judge_cached:,} cached, {r.judge_calls:,} calls"
+                if r.judge_calls or r.judge_cached
+                else ""
+            )
             lines.append(
                 f"  {where} [{name}]: {len(r.job.rows):,} examples, {r.cached:,} cached, "
-                f"{r.calls:,} calls"
+                f"{r.calls:,} calls{judged}"
             )
     typer.echo("\n".join(lines))
+    if estimate.judged:
+        typer.echo(
+            f"dry run: {estimate.judge_calls:,} judge call(s) would be made (a ceiling when "
+            "an answer is not cached yet: its verdict is counted as a call)",
+            err=True,
+        )
     typer.echo(
         f"dry run: {estimate.calls:,} provider call(s) would be made (a floor: retries add "
         "to it); no provider was called and nothing was written",

@@ -347,6 +347,8 @@ def eval_command(
         )
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
+    for message in report.warnings:
+        typer.echo(f"warning: {message}", err=True)
     if output_format is EvalFormat.table:
         print_eval_table(report)
         if report.subset is not None:
@@ -621,6 +623,7 @@ def outputs_command(
                     "references": e.references,
                     "scores": e.scores,
                     "error": e.error,
+                    **({"verdicts": e.verdicts} if e.verdicts else {}),
                 }
                 for e in examples
             ]
@@ -655,6 +658,12 @@ def outputs_command(
                 typer.echo(f"    error: {_short(e.error)}")
             for answer in e.outputs or []:
                 typer.echo(f"    output: {_short(answer)}")
+            for metric, verdicts in e.verdicts.items():
+                for verdict in verdicts:
+                    typer.echo(
+                        f"    judge {metric}: {verdict.get('score')} "
+                        f"({_short(verdict.get('reason', ''))})"
+                    )
             for reference in e.references or []:
                 typer.echo(f"    reference: {_short(reference)}")
         typer.echo("")

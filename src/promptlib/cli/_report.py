@@ -162,6 +162,7 @@ def _against_report(
         cache_mode=CacheMode.off,
         options=recorded_only,
         ledger=ledger,
+        pairwise=False,
     )
     write_output(output, against_page(report, ledger.read(), root))
     typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes)", err=True)

@@ -294,6 +294,17 @@ def _print_against_table(report: Any) -> None:
             f"family: {report.family} gated comparisons (Holm); alpha {report.alpha}, "
             f"margin ±{report.min_effect}, mode {report.mode}"
         )
+    for r in report.pairwise:
+        out.print(
+            escape(
+                f"pairwise {r.judge} ({r.judge_prompt}, {r.provider}) {r.prompt} · {r.suite}: "
+                f"candidate {r.candidate}, baseline {r.baseline}, ties {r.ties}, "
+                f"inconsistent {r.inconsistent} of {r.n}"
+                + (f" ({r.errors} failed)" if r.errors else "")
+                + f"; sign test p (Holm) {r.p_adjusted:.3g}: {r.verdict}; position bias "
+                f"{r.position_bias_rate:.0%}"
+            )
+        )
     for c in report.undecided:
         line = f"{c.prompt}: {c.suite}/{c.metric} not shown non-inferior (strict mode)"
         out.print(f"[red]{escape(line)}[/red]")
@@ -350,6 +361,8 @@ def run_against(
         )
     for message in report.candidate.repaired:
         typer.echo(f"ledger: {message}", err=True)
+    for message in report.candidate.warnings:
+        typer.echo(f"warning: {message}", err=True)
     if html is not None:
         from ..reports.html import against_page
 

@@ -41,6 +41,7 @@ from ..evals.run import (
     EvalReport,
     PromptOutcome,
     SubsetSummary,
+    bind_suite_judges,
     choose_suites,
     outcome_of,
     require_runnable,
@@ -61,6 +62,7 @@ from ..versioning.diff import LibraryDiff, diff_snapshots
 from ..versioning.history import resolve_against, worktree_snapshot
 from ..versioning.snapshot import Snapshot
 from .flips import Flips, flipped
+from .pairwise import PairwiseResult, Side, judge_pairs, side_answers
 from .stats import INCONCLUSIVE, REGRESSED, compare_paired, decide, holm
 
 __all__ = [
@@ -155,6 +157,8 @@ class AgainstReport:
     gates_all: bool = False
     not_evaluated: list[str] = field(default_factory=list)
     subset: SubsetSummary | None = None
+    # The suites' judge_pairwise entries on the compared pairs (``compare.pairwise``).
+    pairwise: list[PairwiseResult] = field(default_factory=list)
 
     @property
     def gated_prompts(self) -> list[str]:
@@ -239,12 +243,15 @@ def compare_against(
     on_progress: Callable[[int, int], None] | None = None,
     ledger: AnyLedger | None = None,
     gates_all: bool = False,
+    pairwise: bool = True,
 ) -> AgainstReport:
     """Evaluate the working tree against ``ref`` (default: the latest release).
 
     ``ledger`` is where releases and runs are read from and new runs appended to
     (default: the project's ledger). Only changed and added prompts are evaluated, unless
-    ``gates_all`` (see the module docstring).
+    ``gates_all`` (see the module docstring). ``pairwise`` off skips the suites'
+    ``judge_pairwise`` entries (``compare.pairwise``), which call their judge: a report
+    made from the ledger alone, which calls no model, turns it off.
     """
     plan, batch = _run(
         settings,
@@ -261,12 +268,30 @@ def compare_against(
     }
     pairs, not_compared = _pair(candidates, baselines, plan.changed)
     comparisons = _compare(pairs, settings.compare)
+    judged = judge_pairs(
+        [
+            Side(
+                pair.suite,
+                pair.prompt,
+                {str(row["id"]): row for row in pair.candidate.job.rows},
+                side_answers(pair.baseline.view, pair.baseline.record),
+                side_answers(pair.candidate.view, pair.candidate.record),
+            )
+            for pair in pairs
+            if pair.suite.pairwise and pairwise
+        ],
+        cache_path=settings.cache_dir / "cache.sqlite" if settings.cache_dir else None,
+        cache_mode=cache_mode,
+        options=resolve_options(settings, options),
+        alpha=settings.compare.alpha,
+    )
     candidate_report = EvalReport(
         provider=", ".join(batch.providers),
         outcomes=[outcome_of(r, settings.flaky) for r in candidates],
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset_summary([r.job for r in candidates], plan.subset),
+        warnings=batch.warnings,
     )
     statuses = dict(plan.statuses)
     for pid in plan.not_comparable:
@@ -291,6 +316,7 @@ def compare_against(
         gates_all=gates_all,
         not_evaluated=plan.not_evaluated,
         subset=candidate_report.subset,
+        pairwise=judged,
     )
 
 
@@ -382,6 +408,7 @@ def _run(
     library = load(root)
     diff = diff_snapshots(base, worktree_snapshot(root, library))
     suites = choose_suites(root, given.suites)
+    bind_suite_judges(settings, suites, library)
     plan = _Plan.make(
         base, library, diff, suites, given.prompts, options, gates_all=given.gates_all
     )

@@ -36,6 +36,8 @@ class Example:
     references: Sequence[str] | None
     scores: Mapping[str, float | None]
     error: str | None = None
+    # Judge metrics: metric -> the judge's verdicts ({"score", "reason"}), one per repeat.
+    verdicts: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +152,13 @@ def examples_of(
                 references=references,
                 scores={name: values[index] for name, values in scores.scores.items()},
                 error=scores.errors.get(example_id),
+                verdicts={
+                    name: per_example[index]
+                    for name, per_example in (outputs.verdicts or {}).items()
+                    if index < len(per_example) and per_example[index]
+                }
+                if outputs is not None
+                else {},
             )
         )
     return evidence

@@ -25,6 +25,8 @@ references per row, e.g. SciTLDR's 2-4 TL;DRs). Built-in metrics:
 ``json_schema``
     1 if the output is JSON that validates against ``schema`` or, by default, the
     prompt's ``output.schema`` (jsonschema, the schema's own draft).
+``judge``
+    A prompt of the library judges each answer through a provider (``evals.judges``).
 ``python:module:function``
     A custom metric: ``function(output, references, row, **options)`` returns a number in
     [0, 1] or a bool; the metric's other options are passed as keyword arguments
@@ -459,8 +461,12 @@ def build_metric(spec: MetricSpec) -> Metric:
     """The metric for ``spec``; ``ConfigError`` for unknown kinds or options."""
     if spec.kind.startswith("python:"):
         return _Python(spec)
+    if spec.kind == "judge":
+        from .judges import JudgeMetric
+
+        return JudgeMetric(spec)
     cls = _KINDS.get(spec.kind)
     if cls is None:
-        known = ", ".join([*_KINDS, "python:module:function"])
+        known = ", ".join([*_KINDS, "judge", "python:module:function"])
         raise ConfigError(f"unknown metric {spec.kind!r}; known metrics: {known}")
     return cls(spec)

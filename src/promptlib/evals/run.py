@@ -26,6 +26,7 @@ from ..library.prompt import Prompt
 from ..providers import Provider, create_provider
 from ..settings import FlakySettings, Settings
 from .cache import CacheMode, ResponseCache
+from .judges import bind_judges, bind_pairwise, calibration_warnings
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
 from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
@@ -154,6 +155,8 @@ class EvalReport:
     ledger: str | None = None
     repaired: list[str] = field(default_factory=list)
     subset: SubsetSummary | None = None
+    # Judges without a calibration, or calibrated below min-kappa (``judges``).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def gate_failures(self) -> list[PromptOutcome]:
@@ -247,6 +250,23 @@ def choose_suites(root: Path, names: Sequence[str]) -> list[Suite]:
     return chosen
 
 
+def bind_suite_judges(settings: Settings, suites: Sequence[Suite], library: Library) -> None:
+    """Give every judge metric of ``suites`` its prompt from ``library`` and its provider
+    (``evals.judges``); each judge provider is opened once."""
+    opened: dict[str, Provider] = {}
+
+    def opener(name: str) -> Provider:
+        if name not in opened:
+            opened[name] = open_provider(settings, name)
+        return opened[name]
+
+    for suite in suites:
+        bind_judges(suite.metrics, library, opener, settings.default_provider, f"{suite.shown}: ")
+        bind_pairwise(
+            suite.pairwise, library, opener, settings.default_provider, f"{suite.shown}: "
+        )
+
+
 def require_runnable(suites: Sequence[Suite], prompts: Sequence[Prompt]) -> None:
     """Refuse, before any call, suites that cannot run these prompts (``check_suites``)."""
     problems = check_suites(suites, prompts)
@@ -267,6 +287,7 @@ class Batch:
     repaired: list[str]
     ledger: str
     groups: list[tuple[str, list[JobResult]]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_by_provider(
@@ -322,6 +343,8 @@ def run_by_provider(
     finally:
         cache.close()
     batch.repaired += [str(repair) for repair in ledger.repaired]
+    used = {id(r.job.suite): r.job.suite for r in batch.results}
+    batch.warnings = calibration_warnings(ledger.read(), list(used.values()), settings.min_kappa)
     if options.subset is not None:
         batch.ledger = f"not recorded ({options.subset.option}: a subset is never recorded)"
     elif not ledger.record:
@@ -369,6 +392,7 @@ def evaluate(
         ledger=batch.ledger,
         repaired=batch.repaired,
         subset=subset,
+        warnings=batch.warnings,
     )
 
 
@@ -389,6 +413,9 @@ class ProviderEstimate:
     examples: int
     cached: int
     calls: int
+    # The judges of the jobs' judge metrics (``runner._Runner.predict``).
+    judge_cached: int = 0
+    judge_calls: int = 0
 
 
 @dataclass
@@ -420,6 +447,8 @@ class Estimate:
                     examples=sum(len(r.job.rows) for r in planned),
                     cached=sum(r.cached for r in planned),
                     calls=sum(r.calls for r in planned),
+                    judge_cached=sum(r.judge_cached for r in planned),
+                    judge_calls=sum(r.judge_calls for r in planned),
                 )
             )
         return out
@@ -428,6 +457,16 @@ class Estimate:
     def calls(self) -> int:
         """Provider calls over every provider."""
         return sum(p.calls for p in self.providers)
+
+    @property
+    def judge_calls(self) -> int:
+        """Judge provider calls over every job's judge metrics."""
+        return sum(p.judge_calls for p in self.providers)
+
+    @property
+    def judged(self) -> bool:
+        """Whether a job that would run has a judge metric."""
+        return any(p.judge_calls or p.judge_cached for p in self.providers)
 
 
 def estimate(
@@ -467,6 +506,7 @@ def _batch(
     options = resolve_options(settings, options)
     library = library if library is not None else load(root)
     chosen_suites = choose_suites(root, suites)
+    bind_suite_judges(settings, chosen_suites, library)
     chosen_prompts = select_prompts(library, prompts)
     require_runnable(chosen_suites, chosen_prompts)
     repeats, subset = options.repeats, options.subset

@@ -65,6 +65,7 @@ from ..ledger.objects import encode
 from ..ledger.records import (
     DatasetRef,
     ExampleIds,
+    JudgeUsage,
     MetricConsistency,
     MetricIdentity,
     MetricResult,
@@ -83,6 +84,7 @@ from ..settings import RetryPolicy
 from .cache import LEASE, ResponseCache
 from .consistency import consistency
 from .dataset import Dataset
+from .judges import JudgeMetric, MalformedVerdict, Verdict, judge_metrics, parse_verdict
 from .subset import Subset
 from .suite import Suite
 
@@ -154,6 +156,10 @@ class _Example:
     recorded: dict[str, tuple[float | None, float | None]] | None = None
     # Its recorded score per repeat and metric, when the recorded run kept them.
     recorded_repeats: dict[str, list[float]] | None = None
+    # Judge metrics: each verdict (score and reason) per repeat, and the judges' calls and
+    # usage, counted apart from the model under test's.
+    verdicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    judge: _Example | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ class _Carried:
     prompt_tokens: int | None
     completion_tokens: int | None
     after: str
+    judge: JudgeUsage | None = None
 
 
 @dataclass
@@ -208,6 +215,9 @@ class JobResult:
     seconds: float = 0.0
     failure: str | None = None
     view: LedgerView | None = None
+    # A dry run's prediction for the job's judge metrics (``_Runner.predict``).
+    judge_calls: int = 0
+    judge_cached: int = 0
 
     @property
     def scores(self) -> RunScores:
@@ -365,6 +375,8 @@ class _Runner:
         # that add up with fast providers (retrieval answers 37,000 examples in seconds).
         # Python 3.10 has only ``wait_for``.
         self.timeout_scope: Callable[[float], Any] | None = getattr(asyncio, "timeout", None)
+        # The runners of judge providers, by fingerprint (``judge_runner``).
+        self.judges: dict[str, _Runner] = {}
 
     async def run(self) -> None:
         work: list[tuple[int, int]] = [
@@ -429,6 +441,8 @@ class _Runner:
             for task in workers:
                 task.cancel()
             await self.provider.aclose()
+            for judge in self.judges.values():
+                await judge.provider.aclose()
 
     def requests(self, job: Job, row: Mapping[str, Any]) -> list[Request]:
         """The requests one example sends, one per repeat.
@@ -460,6 +474,17 @@ class _Runner:
                 outcome.error = str(exc)
                 return outcome
             for metric in job.suite.metrics:
+                if isinstance(metric, JudgeMetric):
+                    try:
+                        verdict = await self.judge(
+                            metric, job, row, response.text, references[metric.name], outcome
+                        )
+                    except (ProviderError, MalformedVerdict, RenderError, DatasetError) as exc:
+                        outcome.error = f"judge {metric.name}: {exc}"
+                        return outcome
+                    outcome.verdicts.setdefault(metric.name, []).append(verdict.to_json())
+                    outcome.scores.setdefault(metric.name, []).append(verdict.score)
+                    continue
                 try:
                     value = metric.score(response.text, references[metric.name], row, schema)
                 except Exception as exc:  # a custom metric's bug must not end the run
@@ -467,6 +492,58 @@ class _Runner:
                     return outcome
                 outcome.scores.setdefault(metric.name, []).append(value)
         return outcome
+
+    def judge_runner(self, provider: Provider) -> _Runner:
+        """The runner that asks ``provider`` for verdicts: same cache and retry policy,
+        its own rate limit; one per judge provider."""
+        runner = self.judges.get(provider.fingerprint)
+        if runner is None:
+            runner = _Runner(
+                [], provider, self.cache, self.options, self.on_progress, self.on_job_done
+            )
+            self.judges[provider.fingerprint] = runner
+        return runner
+
+    def judge_request(
+        self,
+        metric: JudgeMetric,
+        job: Job,
+        row: Mapping[str, Any],
+        output: str,
+        references: Sequence[str],
+        attempt: int,
+    ) -> Request:
+        """The judge's request for one answer; ``attempt`` 1 asks again after a malformed
+        verdict (its own cache key)."""
+        prompt = metric.judge_prompt
+        messages = tuple(metric.render(output, references, row, job.suite.spec.inputs))
+        params = prompt.model.model_dump(exclude_none=True)
+        return Request(messages, params, prompt.output, prompt.id, str(row["id"]), attempt)
+
+    async def judge(
+        self,
+        metric: JudgeMetric,
+        job: Job,
+        row: Mapping[str, Any],
+        output: str,
+        references: Sequence[str],
+        outcome: _Example,
+    ) -> Verdict:
+        """The judge's verdict on ``output``: asked once more when malformed, then
+        ``MalformedVerdict``."""
+        runner = self.judge_runner(metric.judge_provider)
+        if outcome.judge is None:
+            outcome.judge = _Example(outcome.row_id)
+        problem: MalformedVerdict | None = None
+        for attempt in range(2):
+            request = self.judge_request(metric, job, row, output, references, attempt)
+            response = await runner.respond(request, outcome.judge)
+            try:
+                return parse_verdict(response.text, metric.scale)
+            except MalformedVerdict as exc:
+                problem = exc
+        assert problem is not None
+        raise MalformedVerdict(f"malformed verdict twice ({problem})")
 
     async def respond(self, request: Request, outcome: _Example) -> Response:
         """The answer to ``request``, from the cache or the provider; kept in ``outcome``."""
@@ -548,11 +625,14 @@ class _Runner:
 
         Each example's requests are built by ``requests`` and looked up by ``lookup``, as
         the run does; ``cached`` counts those the response cache answers and ``calls`` the
-        others. ``calls`` is a floor when the provider fails (retries add calls; a job past
+        others. Judge metrics are predicted the same way (``judge_cached``, ``judge_calls``)
+        when the model's answer is cached; a verdict on an answer not known yet counts as a
+        judge call. ``calls`` is a floor when the provider fails (retries add calls; a job past
         its error budget skips its remaining examples), and a ceiling when two examples
         send the very same request (the later one may find the earlier answer cached).
         """
-        calls = cached = 0
+        calls = cached = judge_calls = judge_cached = 0
+        judges = judge_metrics(job.suite.metrics)
         for row in job.rows:
             try:
                 requests = self.requests(job, row)
@@ -560,11 +640,41 @@ class _Runner:
                 continue  # the run records the render error and calls nothing for the row
             for request in requests:
                 found = self.lookup(request)
-                if found is not None and found[2] is not None:
+                answer = found[2] if found is not None else None
+                if answer is not None:
                     cached += 1
                 else:
                     calls += 1
-        return JobResult(job, "planned", None, calls=calls, cached=cached)
+                for metric in judges:
+                    if self.judge_cached(metric, job, row, answer):
+                        judge_cached += 1
+                    else:
+                        judge_calls += 1
+        return JobResult(
+            job,
+            "planned",
+            None,
+            calls=calls,
+            cached=cached,
+            judge_calls=judge_calls,
+            judge_cached=judge_cached,
+        )
+
+    def judge_cached(
+        self, metric: JudgeMetric, job: Job, row: Mapping[str, Any], answer: Response | None
+    ) -> bool:
+        """Whether the judge's verdict on ``answer`` is in the response cache (False when
+        the answer itself is not known before the run)."""
+        if answer is None:
+            return False
+        runner = self.judge_runner(metric.judge_provider)
+        references = job.suite.references_for(row, metric.spec.reference)
+        try:
+            request = self.judge_request(metric, job, row, answer.text, references, 0)
+        except (RenderError, DatasetError):
+            return False
+        found = runner.lookup(request)
+        return found is not None and found[2] is not None
 
     async def call(self, request: Request, outcome: _Example) -> Response:
         policy = self.options.retry or RetryPolicy()
@@ -716,6 +826,7 @@ def build_run(
     }
     outputs_reference = None
     usage_known = any(e.usage_known for e in ordered)
+    judges = judge_metrics(job.suite.metrics)
     if keep_outputs:
         outputs_object = OutputsObject(
             examples=examples_reference,
@@ -724,6 +835,9 @@ def build_run(
                 [e.prompt_tokens, e.completion_tokens] if e.usage_known else None for e in ordered
             ]
             if usage_known
+            else None,
+            verdicts={m.name: [list(e.verdicts.get(m.name, [])) for e in ordered] for m in judges}
+            if judges
             else None,
         ).model_dump(mode="json", exclude_none=True)
         outputs_reference = encode(outputs_object)[0]
@@ -774,6 +888,7 @@ def build_run(
             completion_tokens=completion_tokens if usage_known else None,
             cost=round(math.fsum(costs), 6) if costs else None,
         ),
+        judge_usage=_judge_usage(ordered, carried) if judges else None,
         provenance=origin,
         scores=encode(scores_object)[0],
         outputs=outputs_reference,
@@ -800,6 +915,35 @@ def _consistency(
             pass_hat_k=None if found.pass_hat_k is None else round(found.pass_hat_k, SCORE_DIGITS),
         )
     return out or None
+
+
+def _judge_usage(examples: Sequence[_Example], carried: _Carried | None) -> JudgeUsage:
+    """The judges' calls and usage over ``examples`` (and the recorded run a retry
+    completes)."""
+    judged = [e.judge for e in examples if e.judge is not None]
+    known = any(j.usage_known for j in judged)
+    costs = [j.cost for j in judged if j.cost is not None]
+    calls = sum(j.calls for j in judged)
+    cached = sum(j.cached for j in judged)
+    prompt_tokens = sum(j.prompt_tokens for j in judged)
+    completion_tokens = sum(j.completion_tokens for j in judged)
+    before = carried.judge if carried is not None else None
+    if before is not None:
+        calls += before.calls
+        cached += before.cached
+        if before.cost is not None:
+            costs.append(before.cost)
+        if before.prompt_tokens is not None or before.completion_tokens is not None:
+            known = True
+            prompt_tokens += before.prompt_tokens or 0
+            completion_tokens += before.completion_tokens or 0
+    return JudgeUsage(
+        calls=calls,
+        cached=cached,
+        prompt_tokens=prompt_tokens if known else None,
+        completion_tokens=completion_tokens if known else None,
+        cost=round(math.fsum(costs), 6) if costs else None,
+    )
 
 
 def _record_time(after: str | None) -> str:
@@ -878,6 +1022,9 @@ def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: boo
         )
         if outputs is not None:
             example.outputs = list(outputs.outputs[index])
+            for metric, verdicts in (outputs.verdicts or {}).items():
+                if index < len(verdicts):
+                    example.verdicts[metric] = [dict(v) for v in verdicts[index]]
             tokens = outputs.usage[index] if outputs.usage is not None else None
             if tokens is not None and len(tokens) == 2:
                 example.usage_known = True
@@ -892,6 +1039,7 @@ def _plan_retry(view: LedgerView, job: Job, record: RunRecord, keep_outputs: boo
         prompt_tokens=None if own_tokens else record.usage.prompt_tokens,
         completion_tokens=None if own_tokens else record.usage.completion_tokens,
         after=record.time,
+        judge=record.judge_usage,
     )
     return _Retry(
         job=replace(job, rows=[row for row in job.rows if str(row["id"]) in failed]),

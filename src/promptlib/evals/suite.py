@@ -59,6 +59,7 @@ from .._yaml import KeyPath, format_key, read_yaml
 from ..errors import ConfigError, DatasetError, Problem
 from ..library.prompt import Prompt
 from .dataset import Dataset, load_dataset
+from .judges import PairwiseJudge
 from .metrics import Metric, MetricSpec, build_metric
 
 __all__ = [
@@ -145,6 +146,9 @@ class Suite:
     root: Path
     shown: str = ""
     lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
+    # ``{kind: judge_pairwise, ...}`` entries of ``metrics``: used by ``eval --against``
+    # only, never part of a run key.
+    pairwise: tuple[PairwiseJudge, ...] = ()
 
     def line_of(self, *key: str | int) -> int:
         """The line of ``key`` in the suite file (of its nearest ancestor; 1 at worst)."""
@@ -254,6 +258,10 @@ class Suite:
             rows = rows[: self.spec.limit]
         return rows
 
+    def keeps(self, row: Mapping[str, Any]) -> bool:
+        """Whether the suite's ``where`` keeps ``row``."""
+        return self._where(row)
+
     def _where(self, row: Mapping[str, Any]) -> bool:
         for field_name, wanted in self.spec.where.items():
             values = wanted if isinstance(wanted, list) else [wanted]
@@ -352,11 +360,20 @@ def load_suite(path: Path, root: Path) -> Suite:
             problems.append(Problem(shown, doc.line_of(loc), format_key(loc), message))
         raise ConfigError(problems=problems) from None
     metrics: list[Metric] = []
+    pairwise: list[PairwiseJudge] = []
     names: set[str] = set()
     for i, entry in enumerate(spec.metrics):
         line = doc.line_of(("metrics", i))
         if isinstance(entry, dict) and not isinstance(entry.get("kind"), str):
             raise fail(line, f"metrics[{i}]", "a metric given as a mapping needs a 'kind'")
+        if entry == "judge_pairwise" or (
+            isinstance(entry, dict) and entry.get("kind") == "judge_pairwise"
+        ):
+            try:
+                pairwise.append(PairwiseJudge(entry if isinstance(entry, dict) else {}))
+            except ConfigError as exc:
+                raise fail(line, "", str(exc)) from None
+            continue
         try:
             metric = build_metric(_metric_spec(entry))
         except ConfigError as exc:
@@ -393,7 +410,19 @@ def load_suite(path: Path, root: Path) -> Suite:
     dataset_path = (root / spec.dataset).resolve()
     if not dataset_path.is_file():
         raise fail(doc.line_of(("dataset",)), "", f"dataset {spec.dataset!r} not found")
-    return Suite(path.stem, path, spec, dataset_path, tuple(metrics), root, shown, doc.lines)
+    if not metrics:
+        raise fail(doc.line_of(("metrics",)), "metrics", "needs a metric besides judge_pairwise")
+    return Suite(
+        path.stem,
+        path,
+        spec,
+        dataset_path,
+        tuple(metrics),
+        root,
+        shown,
+        doc.lines,
+        tuple(pairwise),
+    )
 
 
 def load_suites(root: Path) -> list[Suite]:

@@ -30,6 +30,7 @@ from ..errors import LedgerError
 __all__ = [
     "DatasetRef",
     "ExampleIds",
+    "JudgeUsage",
     "MetricConsistency",
     "MetricIdentity",
     "MetricResult",
@@ -243,6 +244,17 @@ class Usage(_Frozen):
     cost: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
+class JudgeUsage(_Frozen):
+    """What a run's judge metrics cost, apart from the model under test: the judges'
+    provider calls, answers from the response cache, and usage when reported."""
+
+    calls: int = Field(0, ge=0)
+    cached: int = Field(0, ge=0)
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    cost: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
 class Provenance(_Frozen):
     """Where a result came from; never part of its identity."""
 
@@ -277,6 +289,8 @@ class RunRecord(_Frozen):
     errors: int = Field(ge=0)
     timing: Timing
     usage: Usage = Field(default_factory=Usage)
+    # Only on runs with judge metrics.
+    judge_usage: JudgeUsage | None = None
     provenance: Provenance
     scores: _Reference
     outputs: _Reference | None = None
@@ -362,6 +376,9 @@ class OutputsObject(_Frozen):
     examples: _Reference
     outputs: list[list[str]]
     usage: list[list[int] | None] | None = None
+    # Judge metrics: metric name -> per example, the verdicts (``{"score", "reason"}``)
+    # one per repeat that was judged (empty when the example failed).
+    verdicts: dict[str, list[list[dict[str, Any]]]] | None = None
 
 
 class PromptMetadata(_Frozen):

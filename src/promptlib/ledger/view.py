@@ -69,6 +69,8 @@ class RunOutputs:
     ids: tuple[str, ...]
     outputs: Sequence[Sequence[str]]
     usage: Sequence[Sequence[int] | None] | None = None
+    # Judge metrics: metric -> per example, its verdicts ({"score", "reason"}) per repeat.
+    verdicts: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]] | None = None
 
     def of(self, example_id: str) -> Sequence[str]:
         try:
@@ -383,7 +385,7 @@ class LedgerView:
         if run.outputs is None:
             return None
         data = OutputsObject.model_validate(self.object(run.outputs, outputs=True))
-        return RunOutputs(self.example_ids(data.examples), data.outputs, data.usage)
+        return RunOutputs(self.example_ids(data.examples), data.outputs, data.usage, data.verdicts)
 
     def each_run(self) -> Iterator[RunRecord]:
         """Every run, typed one at a time (for reading all of a long index)."""

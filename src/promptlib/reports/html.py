@@ -853,12 +853,19 @@ def run_html(evidence: RunEvidence, *, project: Mapping[str, Any] | None = None)
         )
         answer = _answer_text(example.outputs, example.error)
         refs = "".join(f"<pre>{_cut(r)}</pre>" for r in example.references or [])
+        judged = "".join(
+            f"<dt>judge {_e(name)}: {_e(str(v.get('score')))}</dt>"
+            f"<dd>{_cut(str(v.get('reason', '')))}</dd>"
+            for name, verdicts in example.verdicts.items()
+            for v in verdicts
+        )
         rows.append(
             f'<div class="example" data-example="{_e(example.id)}"><div class="head">'
             f"<code>{_e(example.id)}</code> — {_e(scores)}</div>"
             + (f'<dl class="inputs">{inputs}</dl>' if inputs else "")
             + f'<div class="label muted">answer</div><pre>{_cut(answer) if answer else ""}</pre>'
             + (f'<div class="label muted">reference</div>{refs}' if refs else "")
+            + (f'<dl class="verdicts">{judged}</dl>' if judged else "")
             + "</div>"
         )
     body = [

@@ -118,6 +118,7 @@ def against_json(report: AgainstReport) -> dict[str, Any]:
             *(_failure(o, "candidate") for o in report.candidate.provider_failures),
             *(_failure(o, "baseline") for o in report.baseline_failures),
         ],
+        **({"pairwise": [r.to_json() for r in report.pairwise]} if report.pairwise else {}),
         "comparisons": [
             {
                 "suite": c.suite,
@@ -174,6 +175,7 @@ def estimate_json(
         "ledger": estimate.ledger,
         "subset": subset_json(estimate.subset),
         "calls": estimate.calls,
+        **({"judge_calls": estimate.judge_calls} if estimate.judged else {}),
         "providers": [
             {
                 "provider": p.provider,
@@ -183,6 +185,11 @@ def estimate_json(
                 "examples": p.examples,
                 "cached": p.cached,
                 "calls": p.calls,
+                **(
+                    {"judge_cached": p.judge_cached, "judge_calls": p.judge_calls}
+                    if estimate.judged
+                    else {}
+                ),
             }
             for p in estimate.providers
         ],
@@ -196,6 +203,11 @@ def estimate_json(
                 "examples": len(r.job.rows),
                 "cached": r.cached,
                 "calls": r.calls,
+                **(
+                    {"judge_cached": r.judge_cached, "judge_calls": r.judge_calls}
+                    if r.judge_calls or r.judge_cached
+                    else {}
+                ),
             }
             for name, results in estimate.groups
             for r in results

@@ -210,6 +210,13 @@ def against_markdown(report: AgainstReport, *, full_report: str | None = None) -
             f"- ❌ `{c.prompt}` {c.suite} {c.metric}: not shown non-inferior (strict mode): "
             f"{verdict_text(c)}"
         )
+    for r in report.pairwise:
+        lines.append(
+            f"- `{r.prompt}` {r.suite} pairwise judge {r.judge} (`{r.judge_prompt}`, "
+            f"{r.provider}): candidate {r.candidate}, baseline {r.baseline}, ties {r.ties}, "
+            f"inconsistent {r.inconsistent} of {r.n}; sign test p (Holm) "
+            f"{r.p_adjusted:.3g}: {r.verdict}; position bias {r.position_bias_rate:.0%}"
+        )
     footer = [
         "",
         f"<sub>Paired comparison on every example both sides attempted (a failure counts as "
