@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _git
 from .._canonical import sha256_of
@@ -83,6 +83,9 @@ from .cache import LEASE, ResponseCache
 from .dataset import Dataset
 from .subset import Subset
 from .suite import Suite
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 __all__ = [
     "EvalOptions",
@@ -118,6 +121,9 @@ class EvalOptions:
     # Evaluate again the failed examples of a reused run and record the completed run;
     # --no-retry-errors keeps the recorded run as it is.
     retry_errors: bool = True
+    # Evaluate only this shard's share of the planned jobs, into a shard ledger
+    # (``evals.shards``; --shard K/N).
+    shard: Shard | None = None
 
 
 @dataclass
@@ -133,6 +139,10 @@ class Job:
     # The rows the suite selects for the prompt before a subset (``EvalOptions.subset``)
     # kept ``rows`` of them; equal to ``len(rows)`` for a full run.
     available: int = 0
+    # A part of a job split across shards (``evals.shards``): the range [start, stop) of
+    # the planned job's rows that ``rows`` holds. Its result is written as a part, which
+    # ``promptlib ledger merge`` joins with the other parts into the job's run record.
+    part: tuple[int, int] | None = None
 
 
 @dataclass
@@ -921,7 +931,12 @@ def run_jobs(
                     )
                 notes.append(f"{name}: {problem}; re-evaluated (the response cache keeps it cheap)")
                 existing = None
-        if existing is not None and existing.errors and options.retry_errors:
+        if (
+            existing is not None
+            and existing.errors
+            and options.retry_errors
+            and job.part is None  # a split job's recorded run is reused as recorded
+        ):
             try:
                 retry = _plan_retry(view, job, existing, options.keep_outputs)
             except LedgerError as exc:
@@ -1005,6 +1020,23 @@ def run_jobs(
         # means would be zeros that read as a gate failure.
         if examples and (errors > budget or errors == len(examples)):
             settle(job, "failed", None, examples, errors, seconds, failure(examples, errors))
+            return
+        if job.part is not None:
+            # A part is no run record: the merge of the shard ledgers joins the parts.
+            run = build_run(
+                job,
+                examples,
+                provider,
+                options.repeats,
+                seconds,
+                origin,
+                keep_outputs=options.keep_outputs,
+            )
+            part = run.record
+            if isinstance(ledger, Ledger) and ledger.record:
+                part = ledger.append_part(run.record, run.objects)
+            settle(job, "ran", part, examples, errors, seconds)
+            results[id(job)].view = None  # a part's objects are not in the ledger's view
             return
         record = append(job, examples, seconds, keep_outputs=options.keep_outputs)
         settle(job, "ran", record, examples, errors, seconds)
