@@ -1,4 +1,4 @@
-"""eval, ledger show, ledger verify."""
+"""eval, ledger show, ledger verify, ledger merge."""
 
 from __future__ import annotations
 
@@ -264,6 +264,26 @@ def eval_command(
     limit: Annotated[int | None, typer.Option("--limit", metavar="N", help=LIMIT_HELP)] = None,
     sample: Annotated[int | None, typer.Option("--sample", metavar="N", help=SAMPLE_HELP)] = None,
     seed: Annotated[int | None, typer.Option("--seed", metavar="S", help=SEED_HELP)] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Run only shard K of N of the planned work (whole jobs by run key, jobs "
+            "above --split-above rows split into N ranges) into --ledger DIR, a shard "
+            "ledger; join the shards with `promptlib ledger merge`, then report from the "
+            "merged ledger. With --against, records both sides' runs of its share.",
+        ),
+    ] = None,
+    split_above: Annotated[
+        int,
+        typer.Option(
+            "--split-above",
+            metavar="N",
+            min=1,
+            help="With --shard: split jobs of more rows than this across the shards.",
+        ),
+    ] = 200,
 ) -> None:
     """Evaluate prompts on the suites' datasets and append runs to the ledger.
 
@@ -289,6 +309,27 @@ def eval_command(
     )
     if dry_run and html is not None:
         raise ConfigError("--dry-run writes nothing, so it takes no --html")
+    from ..evals.shards import Shard
+
+    sharded = Shard.parse(shard, split_above) if shard is not None else None
+    reported = html is not None or output is not None
+    if (
+        sharded is not None
+        and not dry_run
+        and (
+            reported
+            or output_format.value
+            not in (
+                "table",
+                "json",
+            )
+        )
+    ):
+        raise ConfigError(
+            f"--shard {sharded} only records its share: the reports (--html, --output, "
+            "--format markdown or junit) are made from the merged ledger, after "
+            "`promptlib ledger merge`"
+        )
     cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
     options = EvalOptions(
@@ -299,6 +340,7 @@ def eval_command(
         keep_outputs=not no_outputs,
         subset=Subset.parse(limit, sample, seed),
         retry_errors=not no_retry_errors,
+        shard=sharded,
     )
     # A dry run writes nothing, so it reads a schema-1 ledger without asking for a migration.
     ledger = open_project(settings, folder=ledger_dir, record=not no_record, write=not dry_run)
@@ -315,6 +357,21 @@ def eval_command(
             output_format.value,
             ledger,
             gates_all,
+        )
+        return
+    if sharded is not None:
+        _run_shard(
+            sharded,
+            settings,
+            against,
+            suite or [],
+            prompt or [],
+            provider,
+            cache_mode,
+            options,
+            ledger,
+            output_format,
+            gates_all=gates_all,
         )
         return
     if against is not None:
@@ -384,6 +441,87 @@ def eval_command(
         for o in report.gate_failures:
             typer.echo(f"gate failed: {o.suite}/{o.prompt}: {failed_gates_text(o)}", err=True)
         raise typer.Exit(EXIT_GATE)
+
+
+def _run_shard(
+    shard: Any,
+    settings: Settings,
+    against: str | None,
+    suites: list[str],
+    prompts: list[str],
+    provider: str | None,
+    cache_mode: Any,
+    options: Any,
+    ledger: Any,
+    output_format: EvalFormat,
+    *,
+    gates_all: bool,
+) -> None:
+    """The body of ``eval --shard K/N``: run and record the shard's share, and say what it
+    did; gates and comparisons are checked after the merge."""
+    with progress_bar() as update:
+        if against is not None:
+            from ..compare.against import record_against
+
+            report = record_against(
+                settings,
+                against,
+                suites=suites,
+                prompts=prompts,
+                provider=provider,
+                cache_mode=cache_mode,
+                options=options,
+                on_progress=update,
+                ledger=ledger,
+                gates_all=gates_all,
+            )
+        else:
+            from ..evals.run import evaluate
+
+            report = evaluate(
+                settings,
+                suites=suites,
+                prompts=prompts,
+                provider=provider,
+                cache_mode=cache_mode,
+                options=options,
+                on_progress=update,
+                ledger=ledger,
+            )
+    for message in report.repaired:
+        typer.echo(f"ledger: {message}", err=True)
+    outcomes = report.outcomes
+    if output_format is EvalFormat.json:
+        rows = [
+            {
+                "suite": o.suite,
+                "prompt": o.prompt,
+                "status": o.status,
+                "rows": list(o.part) if o.part is not None else None,
+                "errors": o.errors,
+                "calls": o.calls,
+                "cached": o.cached,
+            }
+            for o in outcomes
+        ]
+        typer.echo(json.dumps({"shard": str(shard), "ledger": report.ledger, "jobs": rows}))
+    else:
+        for o in outcomes:
+            what = f" rows {o.part[0] + 1}-{o.part[1]}" if o.part is not None else ""
+            typer.echo(f"{o.status:8} {o.suite}/{o.prompt}{what}")
+    ran = sum(1 for o in outcomes if o.status == "ran")
+    parts = sum(1 for o in outcomes if o.part is not None)
+    reused = sum(1 for o in outcomes if o.status == "reused")
+    typer.echo(
+        f"shard {shard}: {len(outcomes)} jobs ({parts} part(s) of split jobs): {ran} evaluated, "
+        f"{reused} reused from the ledger (new runs: {report.ledger}); join the shard "
+        "ledgers with `promptlib ledger merge`",
+        err=True,
+    )
+    if report.provider_failures:
+        for o in report.provider_failures:
+            typer.echo(f"error: {o.suite}/{o.prompt}: {o.failure}", err=True)
+        raise typer.Exit(EXIT_PROVIDER)
 
 
 ledger_app = typer.Typer(
@@ -546,6 +684,54 @@ class OutputsFormat(str, Enum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
+
+
+@ledger_app.command("merge")
+@handle_errors
+def ledger_merge(
+    shard_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SHARD_DIR...",
+            help="The shard ledgers written by `promptlib eval --shard K/N --ledger DIR`.",
+        ),
+    ],
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--into",
+            file_okay=False,
+            help="The ledger folder to append to (default: the project's, evals/ledger).",
+        ),
+    ] = None,
+) -> None:
+    """Join shard ledgers into one ledger, identical to an unsharded run's.
+
+    Every shard ledger is verified; split jobs are joined into one run record each; records
+    the target holds already are not appended again. Exit 1, naming the shard ledger or the
+    job, when a shard is missing, corrupt, of another project or plan, or when two shards
+    disagree on an example.
+    """
+    from ..errors import LedgerError
+    from ..evals.shards import library_fingerprints, merge_ledgers
+    from ..library.collection import load
+    from ._app import fail
+
+    settings = Settings.resolve(state.project)
+    root = settings.require_root()
+    target = into if into is not None else settings.ledger_dir
+    assert target is not None
+    try:
+        report = merge_ledgers(shard_dirs, target, library=library_fingerprints(load(root)))
+    except LedgerError as exc:
+        raise fail(str(exc), EXIT_GATE) from None
+    for message in report.repaired:
+        typer.echo(f"ledger: {message}", err=True)
+    typer.echo(
+        f"merged {report.shards} shard ledger(s) into {report.into}: "
+        f"{len(report.appended)} run(s) appended ({len(report.joined)} joined from parts), "
+        f"{len(report.present)} already there"
+    )
 
 
 def _short(text: Any, limit: int = 300) -> str:

@@ -72,6 +72,7 @@ __all__ = [
     "compare_against",
     "estimate_against",
     "paired_scores",
+    "record_against",
 ]
 
 CHANGED = "changed"
@@ -317,6 +318,40 @@ def compare_against(
         not_evaluated=plan.not_evaluated,
         subset=candidate_report.subset,
         pairwise=judged,
+    )
+
+
+def record_against(
+    settings: Settings,
+    ref: str | None,
+    *,
+    suites: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    provider: str | None = None,
+    cache_mode: CacheMode = CacheMode.on,
+    options: EvalOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    ledger: AnyLedger | None = None,
+    gates_all: bool = False,
+) -> EvalReport:
+    """Run and record the jobs of ``compare_against`` (both sides) without comparing.
+
+    With ``options.shard`` (``eval --against REF --shard K/N``) this is the shard's share
+    of both sides' jobs; the comparison is made after ``promptlib ledger merge``, by
+    ``eval --against REF`` reading every run from the merged ledger, with no model call.
+    The report lists every job, baseline ones included.
+    """
+    _, batch = _run(
+        settings,
+        ref,
+        _Options(suites, prompts, provider, cache_mode, options, ledger, gates_all),
+        on_progress=on_progress,
+    )
+    return EvalReport(
+        provider=", ".join(batch.providers),
+        outcomes=[outcome_of(r) for r in batch.results],
+        ledger=batch.ledger,
+        repaired=batch.repaired,
     )
 
 

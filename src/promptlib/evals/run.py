@@ -28,6 +28,7 @@ from ..settings import FlakySettings, Settings
 from .cache import CacheMode, ResponseCache
 from .judges import bind_judges, bind_pairwise, calibration_warnings
 from .runner import EvalOptions, Job, JobResult, plan_jobs, run_jobs
+from .shards import assign, library_fingerprints, write_manifest
 from .subset import Subset
 from .suite import Suite, check_suites, load_suites, select_suites
 
@@ -69,6 +70,8 @@ class PromptOutcome:
     flaky_threshold: float | None = None
     flaky: bool = False
     flaky_gated: bool = False
+    # A shard's part of a split job (rows [start, stop)): its results are that range's.
+    part: tuple[int, int] | None = None
 
     @property
     def passed(self) -> bool:
@@ -229,6 +232,7 @@ def outcome_of(result: JobResult, flaky: FlakySettings | None = None) -> PromptO
         flaky_threshold=limit if consistency else None,
         flaky=unstable and result.status != "failed",
         flaky_gated=flaky.gate,
+        part=job.part,
     )
 
 
@@ -311,6 +315,8 @@ def run_by_provider(
     results), with the cache read-only and no provider call.
     """
     root = settings.require_root()
+    if options.shard is not None:
+        require_shard_ledger(settings, ledger, options)
     ledger.read().refuse_corrupt()  # never re-run, silently, what an unreadable line held
     if options.subset is not None and isinstance(ledger, Ledger) and ledger.record:
         ledger = replace(ledger, record=False)
@@ -318,16 +324,30 @@ def run_by_provider(
     for suite in suites:
         by_provider.setdefault(provider or suite.spec.provider, []).append(suite)
     batch = Batch([], [], [], _shown(ledger.where, root))
+    planned: list[tuple[Provider, list[Job]]] = []
+    for name, group in by_provider.items():
+        instance = open_provider(settings, name)
+        planned.append((instance, plan(group, instance)))
+    shard = options.shard
+    if shard is not None:
+        if not dry_run:
+            assert isinstance(ledger, Ledger)  # require_shard_ledger
+            write_manifest(
+                ledger.folder,
+                shard,
+                [job for _, jobs in planned for job in jobs],
+                library_fingerprints(load(root)),
+            )
+        planned = [(instance, assign(jobs, shard)) for instance, jobs in planned]
     cache_path = settings.cache_dir / "cache.sqlite" if settings.cache_dir else None
     if dry_run:
         cache_path, cache_mode = _dry_run_cache(cache_path, cache_mode)
     cache = ResponseCache(cache_path, cache_mode)
     try:
-        for name, group in by_provider.items():
-            instance = open_provider(settings, name)
+        for instance, jobs in planned:
             batch.providers.append(instance.name)
             results = run_jobs(
-                plan(group, instance),
+                jobs,
                 instance,
                 cache,
                 options=options,
@@ -350,6 +370,27 @@ def run_by_provider(
     elif not ledger.record:
         batch.ledger = "not recorded (--no-record)"
     return batch
+
+
+def require_shard_ledger(settings: Settings, ledger: AnyLedger, options: EvalOptions) -> None:
+    """Refuse a sharded run that would write anywhere but a shard ledger of its own."""
+    shard = options.shard
+    if options.subset is not None:
+        raise ConfigError(
+            f"--shard {shard} takes no {options.subset.option}: a subset is never recorded, "
+            "and a shard only records"
+        )
+    if not isinstance(ledger, Ledger) or not ledger.record:
+        raise ConfigError(
+            f"--shard {shard} records into a shard ledger: give it --ledger DIR (a folder of "
+            "its own), without --no-record"
+        )
+    committed = settings.ledger_dir
+    if committed is not None and ledger.folder.resolve() == committed.resolve():
+        raise ConfigError(
+            f"--shard {shard} never writes the project's ledger ({committed}); give it "
+            "--ledger DIR, then join the shards with `promptlib ledger merge`"
+        )
 
 
 def _dry_run_cache(path: Path | None, mode: CacheMode) -> tuple[Path | None, CacheMode]:

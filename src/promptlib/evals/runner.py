@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _git
 from .._canonical import sha256_of
@@ -68,7 +68,6 @@ from ..ledger.records import (
     JudgeUsage,
     MetricConsistency,
     MetricIdentity,
-    MetricResult,
     OutputsObject,
     PromptRef,
     Provenance,
@@ -81,12 +80,16 @@ from ..ledger.records import (
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
+from ._aggregate import SCORE_DIGITS, aggregate
 from .cache import LEASE, ResponseCache
 from .consistency import consistency
 from .dataset import Dataset
 from .judges import JudgeMetric, MalformedVerdict, Verdict, judge_metrics, parse_verdict
 from .subset import Subset
 from .suite import Suite
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 __all__ = [
     "EvalOptions",
@@ -98,7 +101,6 @@ __all__ = [
     "run_key",
 ]
 
-SCORE_DIGITS = 6
 
 # Seconds between looks at the cache while another process asks for an answer (jittered).
 _CLAIM_POLL = 0.05
@@ -122,6 +124,9 @@ class EvalOptions:
     # Evaluate again the failed examples of a reused run and record the completed run;
     # --no-retry-errors keeps the recorded run as it is.
     retry_errors: bool = True
+    # Evaluate only this shard's share of the planned jobs, into a shard ledger
+    # (``evals.shards``; --shard K/N).
+    shard: Shard | None = None
 
 
 @dataclass
@@ -137,6 +142,10 @@ class Job:
     # The rows the suite selects for the prompt before a subset (``EvalOptions.subset``)
     # kept ``rows`` of them; equal to ``len(rows)`` for a full run.
     available: int = 0
+    # A part of a job split across shards (``evals.shards``): the range [start, stop) of
+    # the planned job's rows that ``rows`` holds. Its result is written as a part, which
+    # ``promptlib ledger merge`` joins with the other parts into the job's run record.
+    part: tuple[int, int] | None = None
 
 
 @dataclass
@@ -705,17 +714,6 @@ class _Runner:
             return await self.provider.complete(request)
 
 
-def _mean_stderr(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    if n == 0:
-        return 0.0, 0.0
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, 0.0
-    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(variance / n)
-
-
 # Installed packages whose versions are recorded with each run: what could explain a
 # difference between two runs of the same key, never part of the key itself.
 _DEPENDENCIES = ("bm25s", "jinja2", "jsonschema", "numpy", "pydantic", "pyyaml")
@@ -804,13 +802,7 @@ def build_run(
             scores[name].append(_number(mean))
             spread = math.fsum((v - mean) ** 2 for v in values) / len(values)
             variance[name].append(_number(spread))
-    results = {}
-    for name in names:
-        present = [v for v in scores[name] if v is not None]
-        mean, stderr = _mean_stderr([float(v) for v in present])
-        results[name] = MetricResult(
-            mean=round(mean, SCORE_DIGITS), stderr=round(stderr, SCORE_DIGITS), n=len(present)
-        )
+    results = {name: aggregate(scores[name]) for name in names}
     examples_object = ExampleIds(ids=ids).model_dump(mode="json")
     examples_reference = encode(examples_object)[0]
     scores_object = ScoresObject(
@@ -1118,7 +1110,12 @@ def run_jobs(
                     )
                 notes.append(f"{name}: {problem}; re-evaluated (the response cache keeps it cheap)")
                 existing = None
-        if existing is not None and existing.errors and options.retry_errors:
+        if (
+            existing is not None
+            and existing.errors
+            and options.retry_errors
+            and job.part is None  # a split job's recorded run is reused as recorded
+        ):
             try:
                 retry = _plan_retry(view, job, existing, options.keep_outputs)
             except LedgerError as exc:
@@ -1202,6 +1199,23 @@ def run_jobs(
         # means would be zeros that read as a gate failure.
         if examples and (errors > budget or errors == len(examples)):
             settle(job, "failed", None, examples, errors, seconds, failure(examples, errors))
+            return
+        if job.part is not None:
+            # A part is no run record: the merge of the shard ledgers joins the parts.
+            run = build_run(
+                job,
+                examples,
+                provider,
+                options.repeats,
+                seconds,
+                origin,
+                keep_outputs=options.keep_outputs,
+            )
+            part = run.record
+            if isinstance(ledger, Ledger) and ledger.record:
+                part = ledger.append_part(run.record, run.objects)
+            settle(job, "ran", part, examples, errors, seconds)
+            results[id(job)].view = None  # a part's objects are not in the ledger's view
             return
         record = append(job, examples, seconds, keep_outputs=options.keep_outputs)
         settle(job, "ran", record, examples, errors, seconds)

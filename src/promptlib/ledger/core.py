@@ -10,6 +10,10 @@ Layout, under the ledger folder (``evals/ledger/`` in a project)::
     outputs/xx/yyyy.json.gz  the same kind of objects holding the model's answers, apart so
                            that a team can keep them out of git (Git LFS, a DVC remote, or
                            not at all): a missing outputs object costs only the answers
+    parts.jsonl            only in a shard ledger (``eval --shard K/N``): the results of
+                           ranges of jobs split across shards, as sealed run records of
+                           their rows, which ``promptlib ledger merge`` joins (never read as
+                           runs: a part is not a run)
 
 A record is committed when its index line is; its objects are written first, so a process
 killed in between leaves at worst objects no line refers to (harmless: they are what a
@@ -39,11 +43,12 @@ from .records import RECORD_MODELS, ReleaseRecord, RunRecord, parse_record
 from .store import AppendResult, LineStore, Repair, VerifyReport
 from .view import LedgerView, RunEntry
 
-__all__ = ["INDEX", "OBJECTS", "OUTPUTS", "FullReport", "Ledger", "prepare_objects"]
+__all__ = ["INDEX", "OBJECTS", "OUTPUTS", "PARTS", "FullReport", "Ledger", "prepare_objects"]
 
 INDEX = "index.jsonl"
 OBJECTS = "objects"
 OUTPUTS = "outputs"
+PARTS = "parts.jsonl"
 
 
 def prepare_objects(values: Sequence[Any]) -> tuple[list[str], dict[str, Any], dict[str, bytes]]:
@@ -115,6 +120,7 @@ class Ledger:
         )
         self.objects = ObjectStore(self.folder / OBJECTS)
         self.outputs = ObjectStore(self.folder / OUTPUTS)
+        self.parts = LineStore(self.folder / PARTS, schema=2, lock_timeout=self.lock_timeout)
 
     @property
     def where(self) -> str:
@@ -210,6 +216,40 @@ class Ledger:
         assert isinstance(typed, RunRecord | ReleaseRecord)
         self.read().add(typed, objects)
         return typed
+
+    def append_part(self, record: RunRecord, objects: Mapping[str, Any]) -> RunRecord:
+        """Write ``objects``, then ``record`` (the result of a range of a split job's rows)
+        to ``parts.jsonl``, not to the index: a part is joined with the other shards' parts
+        by ``promptlib ledger merge``. Returns the sealed part."""
+        _, values, data = prepare_objects(list(objects.values()))
+        if set(values) != set(objects):
+            raise LedgerError("an object's reference does not match its content")  # a bug
+        for reference, encoded in data.items():
+            store = self.outputs if reference == record.outputs else self.objects
+            store.put_bytes(reference, encoded)
+        result = self.parts.append(record.to_json())
+        sealed = RunRecord.model_validate(result.records[0])
+        return sealed
+
+    def read_parts(self) -> tuple[list[RunRecord], list[Problem]]:
+        """The parts in ``parts.jsonl`` (none without the file), and the lines that could
+        not be read as parts."""
+        where = str(self.parts.path)
+        problems: list[Problem] = []
+        parts: list[RunRecord] = []
+        view = self.parts.read()
+        problems.extend(view.problems)
+        for number, value in enumerate(view, start=1):
+            try:
+                typed = parse_record(value, f"{where}: part {str(value.get('hash'))[:19]}...")
+            except LedgerError as exc:
+                problems.append(Problem(where, 0, "", str(exc)))
+                continue
+            if not isinstance(typed, RunRecord):
+                problems.append(Problem(where, number, "", "a release record among the parts"))
+                continue
+            parts.append(typed)
+        return parts, problems
 
     # Checking.
 
