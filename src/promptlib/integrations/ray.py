@@ -469,6 +469,7 @@ def _merge_and_report(
         merge_ledgers(
             folders, ledger.folder, library=library_fingerprints(load(root)), failed=failed
         )
+    ledger.read(refresh=True)  # the merge appended through another handle on the folder
     after = estimate(
         settings,
         suites=request["suites"],
