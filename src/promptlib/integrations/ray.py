@@ -137,6 +137,10 @@ class ShardResult:
     repaired: list[str]
     pid: int
     error: tuple[str, str] | None = None  # (error class name, message)
+    # Seconds the shard's evaluation took in the task, and from the task's submission to
+    # its result on the driver: the difference is what running it on Ray cost.
+    seconds: float = 0.0
+    round_trip: float = 0.0
 
 
 def require_ray() -> Any:
@@ -207,6 +211,7 @@ def run_shard(request: Mapping[str, Any], progress: Any = None) -> ShardResult:
             options: EvalOptions = replace(
                 request["options"], shard=Shard(index, count, split_above)
             )
+            start = time.perf_counter()
             report = evaluate(
                 settings,
                 suites=request["suites"],
@@ -225,7 +230,10 @@ def run_shard(request: Mapping[str, Any], progress: Any = None) -> ShardResult:
             for path in sorted(folder.rglob("*"))
             if path.is_file() and not path.name.endswith(".lock")
         }
-        return ShardResult(index, files, report.outcomes, report.repaired, os.getpid())
+        seconds = time.perf_counter() - start
+        return ShardResult(
+            index, files, report.outcomes, report.repaired, os.getpid(), seconds=seconds
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -396,6 +404,7 @@ def _run_tasks(
         max_retries=options.retries,
         retry_exceptions=False,
     )
+    submitted = time.perf_counter()
     pending = {
         task.remote({**request, "index": index, "count": count}, actor): index
         for index in range(1, count + 1)
@@ -408,6 +417,7 @@ def _run_tasks(
             index = pending.pop(ref)
             try:
                 done[index] = ray.get(ref)
+                done[index].round_trip = time.perf_counter() - submitted
             except RayTaskError as exc:  # a bug in the task, not a project error
                 raise RuntimeError(f"shard {index}/{count} on Ray: {exc}") from exc
             except RayError as exc:
