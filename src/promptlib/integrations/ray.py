@@ -266,12 +266,11 @@ def _shard_count(ray: Any, options: RayOptions) -> int:
 
 
 def _runtime_env(root: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    import promptlib
-
+    package = Path(__file__).resolve().parent.parent  # promptlib/, this module's package
     return {
         "working_dir": str(root),
         "excludes": list(EXCLUDES),
-        "py_modules": [str(Path(promptlib.__file__).parent)],
+        "py_modules": [str(package)],
         "env_vars": dict(env),
     }
 
