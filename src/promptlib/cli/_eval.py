@@ -799,6 +799,8 @@ def ledger_merge(
         report = merge_ledgers(shard_dirs, target, library=library_fingerprints(load(root)))
     except LedgerError as exc:
         raise fail(str(exc), EXIT_GATE) from None
+    for message in report.repaired:
+        typer.echo(f"ledger: {message}", err=True)
     typer.echo(
         f"merged {report.shards} shard ledger(s) into {report.into}: "
         f"{len(report.appended)} run(s) appended ({len(report.joined)} joined from parts), "

@@ -66,7 +66,6 @@ from ..ledger.records import (
     DatasetRef,
     ExampleIds,
     MetricIdentity,
-    MetricResult,
     OutputsObject,
     PromptRef,
     Provenance,
@@ -79,6 +78,7 @@ from ..ledger.records import (
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
+from ._aggregate import SCORE_DIGITS, aggregate
 from .cache import LEASE, ResponseCache
 from .dataset import Dataset
 from .subset import Subset
@@ -97,7 +97,6 @@ __all__ = [
     "run_key",
 ]
 
-SCORE_DIGITS = 6
 
 # Seconds between looks at the cache while another process asks for an answer (jittered).
 _CLAIM_POLL = 0.05
@@ -601,17 +600,6 @@ class _Runner:
             return await self.provider.complete(request)
 
 
-def _mean_stderr(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    if n == 0:
-        return 0.0, 0.0
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, 0.0
-    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(variance / n)
-
-
 # Installed packages whose versions are recorded with each run: what could explain a
 # difference between two runs of the same key, never part of the key itself.
 _DEPENDENCIES = ("bm25s", "jinja2", "jsonschema", "numpy", "pydantic", "pyyaml")
@@ -695,13 +683,7 @@ def build_run(
             scores[name].append(_number(mean))
             spread = math.fsum((v - mean) ** 2 for v in values) / len(values)
             variance[name].append(_number(spread))
-    results = {}
-    for name in names:
-        present = [v for v in scores[name] if v is not None]
-        mean, stderr = _mean_stderr([float(v) for v in present])
-        results[name] = MetricResult(
-            mean=round(mean, SCORE_DIGITS), stderr=round(stderr, SCORE_DIGITS), n=len(present)
-        )
+    results = {name: aggregate(scores[name]) for name in names}
     examples_object = ExampleIds(ids=ids).model_dump(mode="json")
     examples_reference = encode(examples_object)[0]
     scores_object = ScoresObject(

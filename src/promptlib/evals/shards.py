@@ -38,6 +38,7 @@ import math
 import os
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -47,15 +48,15 @@ import filelock
 from .._canonical import canonical_json, sha256_hex, sha256_of
 from ..errors import ConfigError, LedgerError
 from ..ledger import Ledger, RunRecord
-from ..ledger.objects import encode
+from ..ledger.objects import ObjectStore, encode
 from ..ledger.records import (
     ExampleIds,
-    MetricResult,
     OutputsObject,
     ScoresObject,
     Timing,
     Usage,
 )
+from ._aggregate import aggregate
 
 if TYPE_CHECKING:
     from ..library.collection import Library
@@ -258,6 +259,44 @@ class _ShardLedger:
     ledger: Ledger
     runs: dict[str, RunRecord]  # the latest run of each key in its index
     parts: dict[str, RunRecord]  # the latest part of each key
+    # The objects of those runs and parts, verified: scores and example ids, and outputs.
+    objects: dict[str, Any] = field(default_factory=dict)
+    # The same objects as stored (JSON data), which a copied run's objects are.
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, record: RunRecord) -> None:
+        """Read (and check against their names) the objects ``record`` references.
+
+        An outputs object that is absent is allowed (kept elsewhere); the merged run then
+        keeps no answers for it.
+        """
+        store = self.ledger.objects
+        self.raw[record.scores] = store.get(record.scores)
+        scores = ScoresObject.model_validate(self.raw[record.scores])
+        self.objects[record.scores] = scores
+        if scores.examples not in self.objects:
+            self.raw[scores.examples] = store.get(scores.examples)
+            self.objects[scores.examples] = ExampleIds.model_validate(self.raw[scores.examples])
+        ids = self.objects[scores.examples].ids
+        for name, values in scores.scores.items():
+            if len(values) != len(ids):
+                raise LedgerError(f"its scores of {name} are not one per example")
+        if len(ids) != record.examples:
+            raise LedgerError(f"{len(ids)} example ids for {record.examples} examples")
+        if record.outputs is not None and record.outputs in self.ledger.outputs:
+            outputs = self.ledger.outputs.get(record.outputs)
+            # Its hash matched its name; its shape is checked here, not every answer's type.
+            if (
+                not isinstance(outputs, dict)
+                or outputs.get("format") != "promptlib-outputs/1"
+                or outputs.get("examples") != scores.examples
+                or not isinstance(outputs.get("outputs"), list)
+                or len(outputs["outputs"]) != len(ids)
+                or not isinstance(outputs.get("usage", []), list | None)
+                or len(outputs.get("usage") or ids) != len(ids)
+            ):
+                raise LedgerError(f"its outputs object {record.outputs} is not one per example")
+            self.raw[record.outputs] = outputs
 
     @property
     def index(self) -> int:
@@ -282,9 +321,13 @@ class MergeReport:
     appended: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     joined: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
 
 
 def _load_shard(folder: Path) -> _ShardLedger:
+    """Read and verify a shard ledger: its ``shard.json``, every index and parts line,
+    and every object its runs and parts reference (each read, checked against its name
+    and parsed once, then kept for the merge)."""
     path = folder / SHARD_FILE
     label = str(folder)
     if not folder.is_dir():
@@ -303,42 +346,35 @@ def _load_shard(folder: Path) -> _ShardLedger:
     if problem is not None:
         raise ShardError(f"{path}: corrupt shard file: {problem}", shard=label)
     ledger = Ledger(folder)
-    report = ledger.verify()
-    errors = [p for p in report.problems if p.severity == "error"]
-    parts, part_problems = ledger.read_parts()
-    errors += [p for p in part_problems if p.severity == "error"]
+    errors: list[str] = []
     runs: dict[str, RunRecord] = {}
-    if not errors:
+    parts: dict[str, RunRecord] = {}
+    try:
         view = ledger.read()
-        runs = view.latest_runs()
-        latest: dict[str, RunRecord] = {}
-        for part in sorted(parts, key=lambda p: (p.time, p.hash or "")):
-            latest[part.key] = part
-            for reference in (part.scores, part.outputs):
-                if reference is None:
-                    continue
-                store = ledger.outputs if reference == part.outputs else ledger.objects
-                if reference == part.outputs and reference not in store:
-                    continue  # outputs kept elsewhere: the joined run keeps none
-                found = store.problem(reference)
-                if found is not None:
-                    errors.append(_problem(str(store.root), f"part {part.key[:19]}...: {found}"))
-        parts = list(latest.values())
+        errors += [str(p) for p in view.problems if p.severity == "error"]
+        found, part_problems = ledger.read_parts()
+        errors += [str(p) for p in part_problems if p.severity == "error"]
+        if not errors:
+            runs = view.latest_runs()
+            for part in sorted(found, key=lambda p: (p.time, p.hash or "")):
+                parts[part.key] = part  # the latest part of a key wins, as runs do
+    except LedgerError as exc:
+        errors.append(str(exc))
+    shard = _ShardLedger(folder, data, ledger, runs, parts)
+    for record in (*runs.values(), *parts.values()):
+        try:
+            shard.load(record)
+        except LedgerError as exc:
+            errors.append(f"run {record.key[:19]}... ({record.suite}/{record.prompt.id}): {exc}")
     if errors:
-        shown = "\n  ".join(str(p) for p in errors[:10])
+        shown = "\n  ".join(errors[:10])
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise ShardError(
             f"{label}: corrupt shard ledger, not merged:\n  {shown}{more}\nRun its shard "
             "again into a new folder.",
             shard=label,
         )
-    return _ShardLedger(folder, data, ledger, runs, {p.key: p for p in parts})
-
-
-def _problem(where: str, message: str) -> Any:
-    from ..errors import Problem
-
-    return Problem(where, 0, "", message)
+    return shard
 
 
 def _manifest_problem(data: Any) -> str | None:
@@ -378,28 +414,27 @@ class _Claim:
     errors: Mapping[str, str]
 
 
-def _claim(shard: _ShardLedger, record: RunRecord, *, part: bool = False) -> _Claim:
-    view = shard.ledger.read()
-    try:
-        if part:
-            data = ScoresObject.model_validate(shard.ledger.objects.get(record.scores))
-            ids = tuple(ExampleIds.model_validate(shard.ledger.objects.get(data.examples)).ids)
-            errors = {ids[int(i)]: message for i, message in data.errors.items()}
-            return _Claim(shard.label, ids, data.scores, errors)
-        scores = view.scores(record)
-    except (LedgerError, ValueError, IndexError) as exc:
-        raise ShardError(
-            f"{shard.label}: corrupt shard ledger, not merged: run {record.key[:19]}...: {exc}",
-            shard=str(shard.folder),
-        ) from exc
-    return _Claim(shard.label, scores.ids, scores.scores, scores.errors)
+def _claim(shard: _ShardLedger, record: RunRecord) -> _Claim:
+    scores: ScoresObject = shard.objects[record.scores]
+    ids = tuple(shard.objects[scores.examples].ids)
+    errors = {ids[int(i)]: message for i, message in scores.errors.items()}
+    return _Claim(shard.label, ids, scores.scores, errors)
 
 
 def _disagreement(claims: Sequence[_Claim], job: str) -> None:
     """Raise ``ShardError`` when two claims differ on an example they both hold."""
+    counted: dict[str, int] = {}
+    for claim in claims:
+        for example in claim.ids:
+            counted[example] = counted.get(example, 0) + 1
+    shared = {example for example, times in counted.items() if times > 1}
+    if not shared:
+        return  # the parts of a split job: no example is held twice
     seen: dict[str, tuple[str, Any]] = {}
     for claim in claims:
         for index, example in enumerate(claim.ids):
+            if example not in shared:
+                continue
             failed = claim.errors.get(example)
             value: Any = (
                 ("failed",)
@@ -429,8 +464,6 @@ def _join(
 ) -> tuple[RunRecord, dict[str, Any], dict[str, Any]]:
     """One run record from the parts of a split job, in range order, with its objects
     (``objects``, ``outputs``): what the runner would have built for the whole job."""
-    from .runner import SCORE_DIGITS, _mean_stderr
-
     first = parts[0][1]
     identity = _identity(first)
     ids: list[str] = []
@@ -454,9 +487,8 @@ def _join(
                 "metrics or parameters); not merged",
                 job=job,
             )
-        objects = shard.ledger.objects
-        data = ScoresObject.model_validate(objects.get(part.scores))
-        part_ids = ExampleIds.model_validate(objects.get(data.examples)).ids
+        data: ScoresObject = shard.objects[part.scores]
+        part_ids = shard.raw[data.examples]["ids"]
         offset = len(ids)
         ids.extend(part_ids)
         for name in metric_names:
@@ -466,14 +498,14 @@ def _join(
         for index, message in data.errors.items():
             errors[str(offset + int(index))] = message
         if outputs is not None:
-            if part.outputs is None or part.outputs not in shard.ledger.outputs:
+            if part.outputs is None or part.outputs not in shard.raw:
                 outputs = None
             else:
-                kept = OutputsObject.model_validate(shard.ledger.outputs.get(part.outputs))
-                outputs.extend(list(o) for o in kept.outputs)
-                if kept.usage is not None:
+                kept = shard.raw[part.outputs]  # checked by ``_ShardLedger.load``
+                outputs.extend(kept["outputs"])
+                if kept.get("usage") is not None:
                     usage_known = True
-                    usage.extend(kept.usage)
+                    usage.extend(kept["usage"])
                 else:
                     usage.extend([None] * len(part_ids))
         seconds += part.timing.seconds
@@ -485,13 +517,7 @@ def _join(
             tokens_known = True
             prompt_tokens += part.usage.prompt_tokens or 0
             completion_tokens += part.usage.completion_tokens or 0
-    results = {}
-    for name in metric_names:
-        present = [float(v) for v in scores[name] if v is not None]
-        mean, stderr = _mean_stderr(present)
-        results[name] = MetricResult(
-            mean=round(mean, SCORE_DIGITS), stderr=round(stderr, SCORE_DIGITS), n=len(present)
-        )
+    results = {name: aggregate(scores[name]) for name in metric_names}
     examples_object = ExampleIds(ids=ids).model_dump(mode="json")
     examples_reference = encode(examples_object)[0]
     scores_object = ScoresObject(
@@ -547,16 +573,15 @@ def _body(record: RunRecord) -> str:
 
 
 def _copy_objects(shard: _ShardLedger, record: RunRecord) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The objects of a shard's run record: (scores and example ids, outputs)."""
-    objects: dict[str, Any] = {}
+    """The objects of a shard's run record as JSON data: (scores and example ids, outputs)."""
+    scores: ScoresObject = shard.objects[record.scores]
+    objects = {
+        record.scores: shard.raw[record.scores],
+        scores.examples: shard.raw[scores.examples],
+    }
     answers: dict[str, Any] = {}
-    store = shard.ledger.objects
-    data = store.get(record.scores)
-    objects[record.scores] = data
-    if isinstance(data, dict) and isinstance(data.get("examples"), str):
-        objects[data["examples"]] = store.get(data["examples"])
-    if record.outputs is not None and record.outputs in shard.ledger.outputs:
-        answers[record.outputs] = shard.ledger.outputs.get(record.outputs)
+    if record.outputs is not None and record.outputs in shard.raw:
+        answers[record.outputs] = shard.raw[record.outputs]
     return objects, answers
 
 
@@ -642,7 +667,7 @@ def merge_ledgers(
             claims = [_claim(s, r) for s, r in holders]
             if "parts" in entry:
                 pieces = _parts_of(entry, by_index, count, holders, key in present)
-                claims += [_claim(s, p, part=True) for s, p in pieces]
+                claims += [_claim(s, p) for s, p in pieces]
                 _disagreement(claims, job)
                 covered = {s.index for s, _ in pieces}
                 needed = {i for i, (a, b) in enumerate(entry["parts"], start=1) if b > a}
@@ -658,17 +683,44 @@ def merge_ledgers(
                 writes.append((record, objects, answers, False))
             if not holders:
                 report.present.append(key)
+        chosen: list[RunRecord] = []
+        stored: dict[str, tuple[ObjectStore, bytes]] = {}
         for record, objects, answers, joined in writes:
             clean = record.model_copy(update={"hash": None, "after": None})
             if present.get(record.key) == _body(clean):
                 report.present.append(record.key)
                 continue
-            target.append(clean, {**objects, **answers})
             present[record.key] = _body(clean)
+            chosen.append(clean)
             report.appended.append(record.key)
             if joined:
                 report.joined.append(record.key)
+            for store, values in ((target.objects, objects), (target.outputs, answers)):
+                for name, value in values.items():
+                    encoded_name, data = encode(value)
+                    if encoded_name != name:
+                        raise LedgerError(f"{name}: its content does not match its name")  # a bug
+                    stored[name] = (store, data)
+        _write_objects(stored)
+        # Every object is committed before the first index line that refers to it.
+        result = target.index.append([record.to_json() for record in chosen])
+        if result.repaired is not None:
+            report.repaired.append(str(result.repaired))
     return report
+
+
+def _write_objects(stored: Mapping[str, tuple[ObjectStore, bytes]]) -> None:
+    """Write the objects, several at a time: each write ends with an fsync, which waits
+    for the disk, and the disk commits concurrent ones together."""
+    if not stored:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(stored))) as pool:
+        futures = [
+            pool.submit(store.put_bytes, reference, data)
+            for reference, (store, data) in stored.items()
+        ]
+        for future in futures:
+            future.result()
 
 
 def _refuse_missing_shards(
