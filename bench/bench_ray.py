@@ -207,6 +207,18 @@ def _stop(signum: int, _frame: Any) -> None:
     raise SystemExit(f"stopped by signal {signum}")  # so that the cluster is torn down
 
 
+def worker_imports(repeats: int = 3) -> float:
+    """Median seconds a fresh Python process takes to import what a shard task imports:
+    each run of the executor is a new Ray job, whose tasks run in new worker processes."""
+    code = "import ray, promptlib.evals.run, promptlib.evals.shards, promptlib.providers.openai"
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,6 +234,8 @@ def main() -> None:
             cold = on_ray(project, address)
             warm = [on_ray(project, address) for _ in range(args.repeats)]
     calls = local_calls
+    imports = worker_imports()
+    load = os.getloadavg()[0]
     if any(run["calls"] != calls for run in [cold, *warm]):
         raise SystemExit("the Ray runs made another number of calls than one process")
     ideal_one = calls * DELAY / args.concurrency
@@ -256,6 +270,13 @@ the runtime environment). Target <= {TARGET_OVERHEAD} s per warm task: {verdict}
 rest of a warm run beyond its slowest shard ({warm_work:.2f} s of evaluation), i.e.
 {warm_wall - warm_work:.2f} s, is connecting to the cluster, the driver's planning, the
 merge and the final read of the ledger.
+
+Where the overhead goes: each `promptlib eval --executor ray` is a new Ray job, and Ray
+does not share worker processes between jobs, so every task starts a new Python process
+that imports Ray, promptlib and its dependencies: {imports:.2f} s in a fresh process on
+this machine at the time. The load average (1 min) was {load:.1f} on these CPUs when the
+figures were taken: the one-process run took {local_wall / ideal_one:.1f}x its ideal, and
+every figure above is inflated by the same contention.
 """
     command = "python bench/bench_ray.py"
     if args.no_write:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,7 @@ examples:
 # answers wrong; "[fail]" fails every request.
 ANSWERS = """\
 import os
+import pty
 import time
 from pathlib import Path
 
@@ -406,3 +408,28 @@ def test_an_unreachable_cluster_is_an_infrastructure_failure(tmp_path: Path) -> 
     assert result.returncode == 3, result.stderr
     assert "Ray: cannot start the run on 127.0.0.1:9" in result.stderr
     assert calls(root) == []
+
+
+def test_the_progress_bar_counts_the_examples_of_every_shard(cluster: str, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", 10, {"alpha": "Answer.", "beta": "Answer too."})
+    # stderr on a terminal: the progress bar is drawn, as in a local run.
+    leader, follower = pty.openpty()
+    env = {**environment(), "PYTHONPATH": str(root), "TERM": "xterm"}
+    command = [str(PROMPTLIB), "eval", "--project", str(root), "--executor", "ray"]
+    process = subprocess.Popen(
+        [*command, "--ray-address", cluster, "--ray-shards", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(leader, 65536):
+            drawn += chunk
+    os.close(leader)
+    assert process.wait(timeout=240) == 0
+    text = drawn.decode("utf-8", "replace")
+    assert "evaluating" in text
+    assert "20/20" in text  # both shards' examples, counted on the driver
+    assert len(calls(root)) == 20

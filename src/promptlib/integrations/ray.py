@@ -433,6 +433,9 @@ def _run_tasks(
             if finished != shown:
                 shown = finished
                 on_progress(finished, max(total, sum(t for _, t in progress.values())))
+    if on_progress is not None and shown != total:
+        # Every shard finished: a task's last report may still be on its way to the actor.
+        on_progress(total, total)
     results = [done[i] for i in sorted(done)]
     for result in results:
         if result.error is not None:
