@@ -360,7 +360,7 @@ def evaluate_on_ray(
         options=options,
         ledger=ledger,
     )
-    before = {id_of(r): r for _, results in plan.groups for r in results}
+    before = {_id_of(r): r for _, results in plan.groups for r in results}
     if all(r.status == "reused" for r in before.values()):
         # Nothing to evaluate: no cluster is needed to report the recorded runs.
         return evaluate(
@@ -381,7 +381,7 @@ def evaluate_on_ray(
     return _merge_and_report(settings, request, results, count, ledger, before, shown, options)
 
 
-def id_of(result: JobResult) -> tuple[str, str]:
+def _id_of(result: JobResult) -> tuple[str, str]:
     """A job's name in a report: (suite, prompt)."""
     return (result.job.suite.name, result.job.prompt.id)
 
@@ -497,7 +497,7 @@ def _merge_and_report(
         if name not in providers:
             providers.append(name)
         for job in group:
-            outcomes.append(_outcome(job, before.get(id_of(job)), by_job.get(id_of(job))))
+            outcomes.append(_outcome(job, before.get(_id_of(job)), by_job.get(_id_of(job))))
     repaired = [note for result in results for note in result.repaired]
     return EvalReport(
         provider=", ".join(providers), outcomes=outcomes, ledger=shown, repaired=repaired
