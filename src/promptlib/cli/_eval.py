@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +47,11 @@ class CacheOption(str, Enum):
     off = "off"
     read_only = "read-only"
     refresh = "refresh"
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 class LedgerFormat(str, Enum):
@@ -281,9 +287,57 @@ def eval_command(
             "--split-above",
             metavar="N",
             min=1,
-            help="With --shard: split jobs of more rows than this across the shards.",
+            help="With --shard or --executor ray: split jobs of more rows than this across "
+            "the shards.",
         ),
     ] = 200,
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            help="Where the examples are evaluated: in this process (local), or as shards "
+            "on a Ray cluster (ray; `pip install 'promptlib[ray]'`), merged into the ledger.",
+        ),
+    ] = Executor.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDR",
+            help="With --executor ray: the cluster (auto, HOST:PORT or ray://HOST:PORT; "
+            "default: $RAY_ADDRESS, else a local Ray started for the run).",
+        ),
+    ] = None,
+    ray_num_cpus: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-num-cpus", min=0.0, help="With --executor ray: CPUs per shard task (1)."
+        ),
+    ] = None,
+    ray_num_gpus: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-num-gpus",
+            min=0.0,
+            help="With --executor ray: GPUs per shard task (0; 1 for a local-model provider).",
+        ),
+    ] = None,
+    ray_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-retries",
+            min=0,
+            help="With --executor ray: times a shard task whose worker died is run again (3).",
+        ),
+    ] = None,
+    ray_shards: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-shards",
+            min=1,
+            help="With --executor ray: shard tasks (default: the cluster's CPUs divided by "
+            "--ray-num-cpus, or its GPUs by --ray-num-gpus).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate prompts on the suites' datasets and append runs to the ledger.
 
@@ -330,6 +384,31 @@ def eval_command(
             "--format markdown or junit) are made from the merged ledger, after "
             "`promptlib ledger merge`"
         )
+    ray_given = {
+        "--ray-address": ray_address,
+        "--ray-num-cpus": ray_num_cpus,
+        "--ray-num-gpus": ray_num_gpus,
+        "--ray-retries": ray_retries,
+        "--ray-shards": ray_shards,
+    }
+    on_ray = executor is Executor.ray
+    if not on_ray and any(value is not None for value in ray_given.values()):
+        named = ", ".join(name for name, value in ray_given.items() if value is not None)
+        raise ConfigError(f"{named} applies to --executor ray")
+    if on_ray:
+        from ..integrations.ray import require_ray
+
+        require_ray()  # before anything else: without Ray, say how to install it
+        if against is not None:
+            raise ConfigError(
+                "--executor ray does not run --against yet: run `promptlib eval --executor "
+                "ray` to record the runs, then `promptlib eval --against ...` reuses them"
+            )
+        if sharded is not None:
+            raise ConfigError(
+                f"--shard {sharded} runs one shard here; --executor ray runs every shard on "
+                "the cluster: give one or the other"
+            )
     cache_mode = CacheMode(cache.value)
     settings = Settings.resolve(state.project, provider=None)
     options = EvalOptions(
@@ -392,16 +471,39 @@ def eval_command(
         )
         return
     with progress_bar() as update:
-        report = evaluate(
-            settings,
-            suites=suite or [],
-            prompts=prompt or [],
-            provider=provider,
-            cache_mode=cache_mode,
-            options=options,
-            on_progress=update,
-            ledger=ledger,
-        )
+        if on_ray:
+            from ..integrations.ray import RayOptions, evaluate_on_ray, forwarded_environment
+
+            report = evaluate_on_ray(
+                settings,
+                suites=suite or [],
+                prompts=prompt or [],
+                provider=provider,
+                cache_mode=cache_mode,
+                options=options,
+                ray_options=RayOptions(
+                    address=ray_address,
+                    num_cpus=1.0 if ray_num_cpus is None else ray_num_cpus,
+                    num_gpus=ray_num_gpus or 0.0,
+                    retries=3 if ray_retries is None else ray_retries,
+                    shards=ray_shards,
+                    split_above=split_above,
+                    env=forwarded_environment(settings, os.environ),
+                ),
+                on_progress=update,
+                ledger=ledger,
+            )
+        else:
+            report = evaluate(
+                settings,
+                suites=suite or [],
+                prompts=prompt or [],
+                provider=provider,
+                cache_mode=cache_mode,
+                options=options,
+                on_progress=update,
+                ledger=ledger,
+            )
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
     for message in report.warnings:

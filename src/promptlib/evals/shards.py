@@ -37,7 +37,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -591,6 +591,7 @@ def merge_ledgers(
     *,
     library: Mapping[str, str] | None = None,
     lock_timeout: float = 60.0,
+    failed: Collection[str] = (),
 ) -> MergeReport:
     """Join the shard ledgers ``shard_dirs`` into the ledger folder ``into`` (see the
     module docstring); ``ShardError`` (nothing appended) when they cannot be merged.
@@ -599,6 +600,10 @@ def merge_ledgers(
     merge is for: a shard ledger of another library is refused. Every record is checked
     before the first is appended, and the target's lock is held from reading the target
     to the last append.
+
+    ``failed`` are run keys whose jobs the caller knows failed in their shard (a provider
+    failure beyond the error budget): when no shard ledger holds their run, they are left
+    out instead of refused, and the rest is merged.
     """
     if not shard_dirs:
         raise ShardError("no shard ledger to merge")
@@ -657,6 +662,8 @@ def merge_ledgers(
         for entry in plan:
             key, job = entry["key"], entry["job"]
             holders = [(s, s.runs[key]) for s in shards if key in s.runs]
+            if key in failed and not holders:
+                continue  # it failed in its shard: nothing of it is merged
             claims = [_claim(s, r) for s, r in holders]
             if "parts" in entry:
                 pieces = _parts_of(entry, by_index, count, holders, key in present)
