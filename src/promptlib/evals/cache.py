@@ -284,30 +284,49 @@ class ResponseCache:
 
         The material is stored with each message replaced by the hash of its canonical
         JSON; messages live once in their own table, since the instructions and few-shot
-        turns of a prompt are the same for every row.
+        turns of a prompt are the same for every row. The row, its new messages and the
+        release of this cache's claim on ``key`` are one transaction: a process waiting
+        for the claim to go finds the row.
         """
         if self._db is None or self.mode in (CacheMode.off, CacheMode.read_only):
             return
         refs = []
+        new_messages = []
         for message in material["messages"]:
             text = canonical_json(message)
             digest = sha256_hex(text.encode("utf-8"))
             if digest not in self._stored:
-                self._write(
-                    "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)", (digest, text)
-                )
-                self._stored.add(digest)
+                new_messages.append((digest, text))
             refs.append(digest)
         compact = {**material, "messages": refs}
         stored = canonical_json(response.to_dict())
-        self._write(
-            "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (key, canonical_json(compact), stored, time.time(), row_digest(key, stored)),
-        )
+        row = (key, canonical_json(compact), stored, time.time(), row_digest(key, stored))
+        claimed = key in self._claims
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if new_messages:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)",
+                        new_messages,
+                    )
+                db.execute(
+                    "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    row,
+                )
+                if claimed:
+                    db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self._owner))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
+        self._stored.update(digest for digest, _text in new_messages)
+        self._claims.discard(key)
         self.writes += 1
-        # After the answer, never before: a process that finds the claim gone finds the row.
-        self.release(key)
 
     # Claims: one process asks, the others wait for its answer (see the module docstring).
 
@@ -320,6 +339,19 @@ class ResponseCache:
         if self._db is None or self.mode is not CacheMode.on:
             return True
         now = time.time()
+        row = (key, self._owner, self._host, os.getpid(), now + LEASE)
+        try:
+            # Fast path: nobody holds a claim on the key (the usual case), one statement.
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO claims (key, owner, host, pid, expires) "
+                "VALUES (?, ?, ?, ?, ?)",
+                row,
+            ).rowcount
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
+        if inserted == 1:
+            self._claims.add(key)
+            return True
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -333,7 +365,7 @@ class ResponseCache:
                 self._db.execute(
                     "INSERT OR REPLACE INTO claims (key, owner, host, pid, expires) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (key, self._owner, self._host, os.getpid(), now + LEASE),
+                    row,
                 )
                 self._db.execute("COMMIT")
             except BaseException:
