@@ -249,7 +249,6 @@ def eval_command(
     from ..evals.runner import EvalOptions
     from ..evals.subset import Subset
     from ..ledger import open_project
-    from ..reports import render, write_output
 
     check_options(
         against=against,
@@ -316,6 +315,9 @@ def eval_command(
             on_progress=update,
             ledger=ledger,
         )
+    # Imported once the run is done: the reports are not needed before the first call.
+    from ..reports import render, write_output
+
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
     if output_format is EvalFormat.table:
