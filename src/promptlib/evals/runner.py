@@ -425,6 +425,7 @@ class _Runner:
             for task in workers:
                 task.cancel()
             await self.provider.aclose()
+            self.cache.flush()  # the answers of the loop's last turn
 
     def requests(self, job: Job, row: Mapping[str, Any]) -> list[Request]:
         """The requests one example sends, one per repeat.
@@ -946,7 +947,8 @@ def run_jobs(
     done += sum(len(r.full.rows) - len(r.job.rows) for r in retries.values())
     report = on_progress or (lambda _done, _total: None)
     report(done, total)
-    origin = provenance(root)
+    # Taken when the first run is appended, not before the first call: it runs git.
+    origin: Provenance | None = None
 
     def progressed(count: int) -> None:
         nonlocal done
@@ -989,6 +991,9 @@ def run_jobs(
         )
 
     def append(job: Job, examples: list[_Example], seconds: float, **built: Any) -> RunRecord:
+        nonlocal origin
+        if origin is None:
+            origin = provenance(root)
         run = build_run(job, examples, provider, options.repeats, seconds, origin, **built)
         record = ledger.append(run.record, run.objects, once=True)
         assert isinstance(record, RunRecord)
