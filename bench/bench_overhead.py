@@ -28,15 +28,16 @@ CPU time / requests. The server is another process, so its work is not counted. 
 is compared with the ideal ``requests x delay / concurrency``. Medians of ``--repeats``
 interleaved runs.
 
-``--baseline REV`` also measures the promptlib clients on the source of git revision REV
-(``git archive`` into a temporary folder, put first on ``PYTHONPATH``), interleaved with the
-working tree's, for a before/after table.
+``--revision REV`` measures the promptlib clients on the source of git revision REV
+(``git archive`` into a temporary folder, put first on ``PYTHONPATH``) instead of the
+working tree; ``--baseline REV`` also measures them on REV's source the same way,
+interleaved, for a before/after table.
 
 Targets (from the issue): promptlib's share beyond the SDK (in process, cache on, minus the
 SDK alone) <= 0.3 ms per request; the CLI's first request <= 0.5 s after it starts.
 
 Run: ``python bench/bench_overhead.py`` (``--requests N``, ``--repeats N``, ``--baseline
-main``, ``--promptfoo``, ``--promptfoo-dir DIR``, ``--no-write``).
+main``, ``--revision REV``, ``--promptfoo``, ``--promptfoo-dir DIR``, ``--no-write``).
 """
 
 from __future__ import annotations
@@ -544,7 +545,10 @@ def report(
     n = args.requests
     slow = max(delays)
     ideal = n * slow / args.concurrency
-    tree_label = {"after": "this tree", "before": f"`{args.baseline}`"}
+    tree_label = {
+        "after": f"`{args.revision}`" if args.revision else "this tree",
+        "before": f"`{args.baseline}`",
+    }
     lines = [
         "| client | source | CPU ms/request, answer at once | CPU ms/request, after "
         f"{slow * 1000:.0f} ms | wall s ({slow * 1000:.0f} ms) | wall / ideal | "
@@ -623,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", metavar="REV")
+    parser.add_argument("--revision", metavar="REV")
     parser.add_argument("--promptfoo", action="store_true")
     parser.add_argument(
         "--promptfoo-dir",
@@ -655,7 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     delays = [0.0, args.delay]
     results: Results = defaultdict(list)
     try:
-        sources: dict[str, Path | None] = {"after": None}
+        sources: dict[str, Path | None] = {
+            "after": extract(args.revision, workdir / "revision") if args.revision else None
+        }
         if args.baseline:
             sources["before"] = extract(args.baseline, workdir / "baseline")
         envs = {
@@ -704,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/bench_overhead.py" + (
         f" --baseline {args.baseline}" if args.baseline else ""
     )
+    if args.revision:
+        command += f" --revision {args.revision}"
     if args.promptfoo:
         command += " --promptfoo"
     if args.no_write:
