@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import replace
@@ -308,3 +312,91 @@ def test_entries_are_durable_before_close(
     reader = open_cache(CacheMode.read_only, path)
     assert reader.get(key) == ANSWER
     assert reader.material(key) == material
+
+
+def _claimed_and_put(cache: ResponseCache, users: list[str]) -> list[str]:
+    """Claim and answer one request per user message, all in the current loop turn."""
+    keys = []
+    for user in users:
+        key, material = ResponseCache.key(request(user), PROVIDER)
+        assert cache.claim(key)
+        cache.put(key, material, replace(ANSWER, text=user))
+        keys.append(key)
+    return keys
+
+
+def test_answers_of_one_loop_turn_are_committed_together_when_it_ends(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    """Inside an event loop, the answers of one turn are one transaction at its end: this
+    cache sees them at once, another process as soon as the turn is over, and their
+    claims go with them."""
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    users = [f"cancel order {i}" for i in range(12)]
+
+    async def answer() -> tuple[list[str], int, int]:
+        keys = _claimed_and_put(cache, users)
+        assert [cache.get(key).text for key in keys] == users  # type: ignore[union-attr]
+        during = rows(path, "SELECT COUNT(*) FROM responses")[0][0]
+        await asyncio.sleep(0)
+        after = rows(path, "SELECT COUNT(*) FROM responses")[0][0]
+        return keys, during, after
+
+    keys, during, after = asyncio.run(answer())
+    assert (during, after) == (0, len(users))
+    assert rows(path, "SELECT COUNT(*) FROM claims") == [(0,)]
+    assert cache.writes == len(users)
+    reader = open_cache(CacheMode.read_only, path)
+    assert [reader.get(key).text for key in keys] == users  # type: ignore[union-attr]
+    # The system message is stored once, whichever put of the turn brought it first.
+    assert rows(path, "SELECT COUNT(*) FROM messages") == [(len(users) + 1,)]
+
+
+def test_close_commits_the_answers_of_an_unfinished_turn(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    users = [f"track order {i}" for i in range(5)]
+
+    async def answer_then_close() -> None:
+        _claimed_and_put(cache, users)
+        cache.close()  # an error ends the run before the turn does
+
+    asyncio.run(answer_then_close())
+    assert rows(path, "SELECT COUNT(*) FROM responses") == [(len(users),)]
+    assert rows(path, "SELECT COUNT(*) FROM claims") == [(0,)]
+
+
+_KILLED_AFTER_A_TURN = """
+import asyncio, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_cache import PROVIDER, ResponseCache, _claimed_and_put
+
+async def main():
+    cache = ResponseCache(Path({path!r}))
+    _claimed_and_put(cache, [f"order {{i}}" for i in range(20)])
+    await asyncio.sleep(0)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_process_killed_after_a_turn_keeps_every_answer_of_it(tmp_path: Path) -> None:
+    """Batched writes lose nothing on a crash: once the loop has moved on, the answers of
+    the turn are in the file, even if the process is killed with no chance to clean up."""
+    path = tmp_path / "cache.sqlite"
+    code = _KILLED_AFTER_A_TURN.format(tests=str(Path(__file__).parent), path=str(path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert rows(path, "SELECT COUNT(*) FROM responses") == [(20,)]
+    cache = ResponseCache(path)
+    try:
+        key, _material = ResponseCache.key(request("order 7"), PROVIDER)
+        assert cache.get(key) == replace(ANSWER, text="order 7")
+    finally:
+        cache.close()

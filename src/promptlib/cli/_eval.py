@@ -352,7 +352,6 @@ def eval_command(
     from ..evals.runner import EvalOptions
     from ..evals.subset import Subset
     from ..ledger import open_project
-    from ..reports import render, write_output
 
     check_options(
         against=against,
@@ -504,6 +503,9 @@ def eval_command(
                 on_progress=update,
                 ledger=ledger,
             )
+    # Imported once the run is done: the reports are not needed before the first call.
+    from ..reports import render, write_output
+
     for message in report.repaired:
         typer.echo(f"ledger: {message}", err=True)
     for message in report.warnings:

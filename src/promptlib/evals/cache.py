@@ -8,8 +8,9 @@ The material itself is stored beside the response (each message once, by hash), 
 entry says exactly what it answers. No secret is part of any of it. Providers that answer
 locally and deterministically (``Provider.cacheable = False``, e.g. the retrieval baseline)
 bypass the cache: recomputing is cheaper than a lookup. Each response is committed as soon
-as it arrives, so an interrupted eval resumes where it stopped: re-running makes only the
-calls that had not completed.
+as it arrives (the responses that arrive in the same turn of the event loop, in one
+transaction at the end of that turn), so an interrupted eval resumes where it stopped:
+re-running makes only the calls that had not completed.
 
 Modes: ``on`` (read and write), ``off`` (neither), ``read-only`` (read, never write) and
 ``refresh`` (never read, write the new answers).
@@ -51,8 +52,10 @@ import math
 import os
 import socket
 import sqlite3
+import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -134,6 +137,11 @@ class ResponseCache:
         self._host = socket.gethostname()
         self._claims: set[str] = set()
         self._stored: set[str] = set()
+        # Answers ``put`` inside an event loop, committed when the loop's turn ends.
+        self._pending: dict[str, _Pending] = {}
+        self._queued: set[str] = set()  # the hashes of the new messages they hold
+        self._flush_loop: Any = None  # the loop in which a flush is scheduled
+        self._failure: ConfigError | None = None
         self._db: sqlite3.Connection | None = None
         self._has_digest = True
         if mode is CacheMode.off or path is None:
@@ -220,6 +228,10 @@ class ResponseCache:
         """
         if self._db is None or self.mode in (CacheMode.off, CacheMode.refresh):
             return None
+        queued = self._pending.get(key)
+        if queued is not None:
+            self.hits += 1
+            return queued.response
         column = "digest" if self._has_digest else "NULL"
         try:
             row = self._db.execute(
@@ -280,34 +292,91 @@ class ResponseCache:
         return shown
 
     def put(self, key: str, material: dict[str, Any], response: Response) -> None:
-        """Store ``response`` under ``key`` with its digest, committed at once.
+        """Store ``response`` under ``key`` with its digest.
 
         The material is stored with each message replaced by the hash of its canonical
         JSON; messages live once in their own table, since the instructions and few-shot
-        turns of a prompt are the same for every row.
+        turns of a prompt are the same for every row. The row, its new messages and the
+        release of this cache's claim on ``key`` are one transaction: a process waiting
+        for the claim to go finds the row.
+
+        Outside an event loop the answer is committed at once. Inside one, the answers
+        put during one turn of the loop are committed together, in one transaction, when
+        that turn ends (``flush``; also on ``close`` and before any read of the file), so
+        a commit is paid per turn rather than per answer, and an answer is never left
+        uncommitted while the process waits for anything else. ``get`` sees it meanwhile.
         """
         if self._db is None or self.mode in (CacheMode.off, CacheMode.read_only):
             return
+        self._raise_failure()
         refs = []
+        new_messages = []
         for message in material["messages"]:
             text = canonical_json(message)
             digest = sha256_hex(text.encode("utf-8"))
-            if digest not in self._stored:
-                self._write(
-                    "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)", (digest, text)
-                )
-                self._stored.add(digest)
+            if digest not in self._stored and digest not in self._queued:
+                new_messages.append((digest, text))
+                self._queued.add(digest)
             refs.append(digest)
         compact = {**material, "messages": refs}
         stored = canonical_json(response.to_dict())
-        self._write(
-            "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (key, canonical_json(compact), stored, time.time(), row_digest(key, stored)),
-        )
-        self.writes += 1
-        # After the answer, never before: a process that finds the claim gone finds the row.
-        self.release(key)
+        row = (key, canonical_json(compact), stored, time.time(), row_digest(key, stored))
+        self._pending[key] = _Pending(row, new_messages, response)
+        loop = _running_loop()
+        if loop is None:
+            self.flush()
+        elif self._flush_loop is not loop:
+            if self._flush_loop is not None:  # scheduled in a loop that is gone
+                self.flush()
+            self._flush_loop = loop
+            loop.call_soon(self._flush_at_turn_end)
+
+    def flush(self) -> None:
+        """Commit the answers ``put`` has queued, in one transaction."""
+        self._flush_loop = None
+        if self._db is None or not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        queued, self._queued = self._queued, set()
+        messages = [message for entry in pending.values() for message in entry.messages]
+        released = [(key, self._owner) for key in pending if key in self._claims]
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if messages:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)", messages
+                    )
+                db.executemany(
+                    "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [entry.row for entry in pending.values()],
+                )
+                if released:
+                    db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", released)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
+        self._stored |= queued
+        self._claims.difference_update(key for key, _owner in released)
+        self.writes += len(pending)
+
+    def _flush_at_turn_end(self) -> None:
+        # A callback of the event loop: an error here would only be logged, so it is kept
+        # and raised by the next write, or by ``close``.
+        try:
+            self.flush()
+        except ConfigError as exc:
+            self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     # Claims: one process asks, the others wait for its answer (see the module docstring).
 
@@ -319,7 +388,21 @@ class ResponseCache:
         """
         if self._db is None or self.mode is not CacheMode.on:
             return True
+        self._raise_failure()
         now = time.time()
+        row = (key, self._owner, self._host, os.getpid(), now + LEASE)
+        try:
+            # Fast path: nobody holds a claim on the key (the usual case), one statement.
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO claims (key, owner, host, pid, expires) "
+                "VALUES (?, ?, ?, ?, ?)",
+                row,
+            ).rowcount
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot write to the response cache") from None
+        if inserted == 1:
+            self._claims.add(key)
+            return True
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -333,7 +416,7 @@ class ResponseCache:
                 self._db.execute(
                     "INSERT OR REPLACE INTO claims (key, owner, host, pid, expires) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (key, self._owner, self._host, os.getpid(), now + LEASE),
+                    row,
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -370,6 +453,7 @@ class ResponseCache:
         """The full request material stored for ``key`` (messages restored)."""
         if self._db is None:
             return None
+        self.flush()
         row = self._db.execute("SELECT material FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
@@ -385,10 +469,20 @@ class ResponseCache:
     def __len__(self) -> int:
         if self._db is None:
             return 0
+        self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
+        """Commit what is queued, drop this cache's claims and close the file.
+
+        ``ConfigError`` when queued answers could not be committed (now or at the end of
+        a loop's turn); the file is closed all the same.
+        """
         if self._db is not None:
+            try:
+                self.flush()
+            except ConfigError as exc:
+                self._failure = self._failure or exc
             if self._claims:
                 # An interrupted run: let the processes waiting for these answers ask.
                 # If this fails, they expire after LEASE seconds all the same.
@@ -397,6 +491,27 @@ class ResponseCache:
                 self._claims.clear()
             self._db.close()
             self._db = None
+        self._raise_failure()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An answer ``put`` queued: its ``responses`` row, its new messages, the answer."""
+
+    row: tuple[Any, ...]
+    messages: list[tuple[str, str]]
+    response: Response
+
+
+def _running_loop() -> Any:
+    """The running event loop, or None (without importing asyncio when nothing has)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _alive(host: str, pid: int, here: str) -> bool:

@@ -452,6 +452,7 @@ class _Runner:
             await self.provider.aclose()
             for judge in self.judges.values():
                 await judge.provider.aclose()
+            self.cache.flush()  # the answers of the loop's last turn
 
     def requests(self, job: Job, row: Mapping[str, Any]) -> list[Request]:
         """The requests one example sends, one per repeat.
@@ -1140,7 +1141,8 @@ def run_jobs(
     done += sum(len(r.full.rows) - len(r.job.rows) for r in retries.values())
     report = on_progress or (lambda _done, _total: None)
     report(done, total)
-    origin = provenance(root)
+    # Taken when the first run is appended, not before the first call: it runs git.
+    origin: Provenance | None = None
 
     def progressed(count: int) -> None:
         nonlocal done
@@ -1182,8 +1184,14 @@ def run_jobs(
             view=view if record is not None else None,
         )
 
+    def taken() -> Provenance:
+        nonlocal origin
+        if origin is None:
+            origin = provenance(root)
+        return origin
+
     def append(job: Job, examples: list[_Example], seconds: float, **built: Any) -> RunRecord:
-        run = build_run(job, examples, provider, options.repeats, seconds, origin, **built)
+        run = build_run(job, examples, provider, options.repeats, seconds, taken(), **built)
         record = ledger.append(run.record, run.objects, once=True)
         assert isinstance(record, RunRecord)
         return record
@@ -1208,7 +1216,7 @@ def run_jobs(
                 provider,
                 options.repeats,
                 seconds,
-                origin,
+                taken(),
                 keep_outputs=options.keep_outputs,
             )
             part = run.record

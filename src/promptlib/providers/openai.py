@@ -110,6 +110,10 @@ _WRONG_LOOP = (
     "loop that used it first (one loop at a time)"
 )
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+# ``asyncio.timeout`` (Python 3.11+) bounds the call in the caller's task; ``wait_for``
+# runs it in a task of its own, a cost paid on every request. Python 3.10 has only
+# ``wait_for``.
+_TIMEOUT: Any = getattr(asyncio, "timeout", None)
 _HINTS = {
     401: "check the key in the variable named by api_key_env",
     403: "check that the key may use this model",
@@ -296,12 +300,14 @@ class OpenAIProvider(Provider):
         # The error is raised after the except blocks so that it carries no reference to
         # the SDK's exception, whose request holds the Authorization header.
         try:
-            completion = await asyncio.wait_for(
-                client.chat.completions.create(
-                    model=self._options.model, messages=messages, **arguments
-                ),
-                self.timeout,
+            call = client.chat.completions.create(
+                model=self._options.model, messages=messages, **arguments
             )
+            if _TIMEOUT is None:  # pragma: no cover - Python 3.10
+                completion = await asyncio.wait_for(call, self.timeout)
+            else:
+                async with _TIMEOUT(self.timeout):
+                    completion = await call
         except openai.APIStatusError as exc:
             error = self._status_error(exc.status_code, exc.response.headers, exc.body)
         except openai.APIConnectionError as exc:  # APITimeoutError included
