@@ -133,11 +133,20 @@ def merge_in_process(project: Path, count: int, prefix: str, into: Path) -> tupl
     from promptlib.library.collection import load
 
     shutil.rmtree(into, ignore_errors=True)
-    library = library_fingerprints(load(project))
     folders = [project / f"{prefix}-{k}" for k in range(1, count + 1)]
     start = time.perf_counter()
-    report = merge_ledgers(folders, into, library=library)
+    report = merge_ledgers(folders, into, library=library_fingerprints(load(project)))
     return time.perf_counter() - start, len(report.appended)
+
+
+def library_load(project: Path) -> float:
+    """Seconds to load the library and take its fingerprints (the foreign-project check)."""
+    from promptlib.evals.shards import library_fingerprints
+    from promptlib.library.collection import load
+
+    start = time.perf_counter()
+    library_fingerprints(load(project))
+    return time.perf_counter() - start
 
 
 def matching(merged: Path) -> int:
@@ -196,8 +205,9 @@ def main() -> None:
         start = time.perf_counter()
         run_shards(project, 4, ["--cache", "off"], "full")
         full_eval = time.perf_counter() - start
-        cli_merges, lib_merges, appended = [], [], 0
+        cli_merges, lib_merges, loads, appended = [], [], [], 0
         for _ in range(options.merge_repeats):
+            loads.append(library_load(project))
             cli_merges.append(merge(project, 4, "full", project / "merged-full"))
             seconds, appended = merge_in_process(project, 4, "full", project / "merged-lib")
             lib_merges.append(seconds)
@@ -231,7 +241,8 @@ Merge of the full library: 4 shard ledgers holding all 51 jobs (37,009 examples,
 jobs joined from 4 parts each; {size / 1e6:.1f} MB on disk; written by 4 shards with the
 offline `retrieval` provider in {full_eval:.1f} s) into an empty ledger, {appended} runs
 appended: `promptlib ledger merge` {cli_merge:.2f} s (start-up and loading the library
-included), `merge_ledgers()` in process {lib_merge:.2f} s (medians of
+included), `merge_ledgers()` in process {lib_merge:.2f} s, of which loading the library
+for the foreign-project check {statistics.median(loads):.2f} s (medians of
 {options.merge_repeats}). Target <= {TARGET_MERGE:.0f} s for the command: {verdict}.
 {same} of the {appended} merged runs have the very scores object and aggregates that the
 repository's ledger (`evals/ledger`) holds for the same run key, recorded unsharded.
