@@ -738,11 +738,23 @@ def test_pairwise_result_is_shown_beside_the_pointwise_table(tmp_path: Path) -> 
         ) in " ".join(out.split())
         code, out, err = cli(root, "eval", "--against", "v1.0.0", "--format", "markdown")
         assert code == 0, out + err
+        page = tmp_path / "against.html"
+        code, _, err = cli(root, "eval", "--against", "v1.0.0", "--html", str(page))
+        assert code == 0, err
     assert (
         "- `demo.answer` answers pairwise judge pref (`judges.pair`, judge): candidate 10, "
         "baseline 0, ties 0, inconsistent 0 of 10; sign test p (Holm) 0.00195: candidate "
         "preferred; position bias 0%"
     ) in out
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>Pairwise judges</h2>" in html
+    assert (
+        "<td><code>demo.answer</code></td><td>answers</td>"
+        "<td>pref (<code>judges.pair</code>, judge)</td>"
+        '<td class="num">10</td><td class="num">10</td><td class="num">0</td>'
+        '<td class="num">0</td><td class="num">0</td><td class="num">0.00195</td>'
+        '<td>candidate preferred</td><td class="num">0%</td>'
+    ) in html
 
 
 @pytest.mark.parametrize(

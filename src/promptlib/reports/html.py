@@ -299,6 +299,49 @@ def _head(report: AgainstReport) -> str:
     return f"promptlib eval --against {report.ref}: {', '.join(reasons)}"
 
 
+def _pairwise_table(report: AgainstReport) -> str:
+    """The suites' pairwise judges (``compare.pairwise``): each side's order-consistent
+    preferences, the sign test and the judge's position bias. They gate nothing."""
+    head = "".join(
+        f"<th>{_e(name)}</th>"
+        for name in (
+            "prompt",
+            "suite",
+            "judge",
+            "n",
+            "candidate",
+            "baseline",
+            "ties",
+            "inconsistent",
+            "p (Holm)",
+            "verdict",
+            "position bias",
+        )
+    )
+    rows = []
+    for r in report.pairwise:
+        rows.append(
+            "<tr>"
+            f"<td><code>{_e(r.prompt)}</code></td>"
+            f"<td>{_e(r.suite)}</td>"
+            f"<td>{_e(r.judge)} (<code>{_e(r.judge_prompt)}</code>, {_e(r.provider)})</td>"
+            f'<td class="num">{r.n}</td>'
+            f'<td class="num">{r.candidate}</td>'
+            f'<td class="num">{r.baseline}</td>'
+            f'<td class="num">{r.ties}</td>'
+            f'<td class="num">{r.inconsistent}</td>'
+            f'<td class="num">{_e(p_text(r.p_adjusted))}</td>'
+            f"<td>{_e(r.verdict)}</td>"
+            f'<td class="num">{r.position_bias_rate:.0%}</td>'
+            "</tr>"
+        )
+    return (
+        f'<table class="pairwise"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        "</table><p>Only preferences that agree in both orders count; a sign test, "
+        "Holm-adjusted over the pairwise judges. Pairwise judges gate nothing.</p>"
+    )
+
+
 def _verdict_table(report: AgainstReport) -> str:
     undecided = {id(c) for c in report.undecided}
     columns = [
@@ -699,6 +742,9 @@ def against_html(
             if report.changed_count
             else "<p>No prompt changed behaviour.</p>"
         )
+    if report.pairwise:
+        body.append("<h2>Pairwise judges</h2>")
+        body.append(_pairwise_table(report))
     sections = _prompt_sections(report, history or {}, charts=charts)
     if sections:
         body.append("<h2>Changed prompts: what changed and which examples moved</h2>")
