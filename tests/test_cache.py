@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
 import signal
 import sqlite3
 import subprocess
@@ -400,3 +401,35 @@ def test_a_process_killed_after_a_turn_keeps_every_answer_of_it(tmp_path: Path) 
         assert cache.get(key) == replace(ANSWER, text="order 7")
     finally:
         cache.close()
+
+
+def _open_at_once(path: str, barrier: Any, failures: Any) -> None:
+    barrier.wait()
+    try:
+        ResponseCache(Path(path)).close()
+    except ConfigError as exc:
+        failures.put(str(exc))
+
+
+def test_processes_opening_a_new_cache_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # The shards of one run on one machine open a cache file that does not exist yet at
+    # the same moment; SQLite answers some of their races to switch it to WAL with
+    # "database is locked" at once, which must not stop a shard.
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        path = tmp_path / f"{attempt}" / "cache.sqlite"
+        barrier = context.Barrier(8)
+        failures = context.Queue()
+        workers = [
+            context.Process(target=_open_at_once, args=(str(path), barrier, failures))
+            for _ in range(8)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [w.exitcode for w in workers] == [0] * 8
+        found = []
+        while not failures.empty():
+            found.append(failures.get())
+        assert found == []

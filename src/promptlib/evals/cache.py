@@ -117,6 +117,16 @@ def row_digest(key: str, response: str) -> str:
     return sha256_hex(f"{key}\n{response}".encode())
 
 
+# How long opening the cache waits for other processes that hold its lock (seconds).
+_OPEN_TIMEOUT = 10.0
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's busy answer ("database is locked" / "is busy")."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 class ResponseCache:
     """A response cache in one SQLite file (``.promptlib/cache.sqlite`` by default)."""
 
@@ -151,16 +161,30 @@ class ResponseCache:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot open the response cache: {exc}") from None
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(_SCHEMA)
-            self._has_digest = self._migrate()
-        except sqlite3.Error as exc:
-            self.close()
-            raise self._error(exc, "cannot open the response cache") from None
+        # Processes that open a new file at once (the shards of one run on one machine)
+        # race to switch it to WAL and create the table. SQLite answers some of those
+        # races with "database is locked" at once, without waiting for the busy timeout
+        # (to avoid a deadlock), so the set-up is tried again for as long as that timeout.
+        deadline = time.monotonic() + _OPEN_TIMEOUT
+        while True:
+            try:
+                self._db = sqlite3.connect(
+                    path, isolation_level=None, check_same_thread=False, timeout=_OPEN_TIMEOUT
+                )
+                self._db.execute(f"PRAGMA busy_timeout={int(_OPEN_TIMEOUT * 1000)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                self._has_digest = self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                self.close()
+                if not _locked(exc) or time.monotonic() > deadline:
+                    raise self._error(exc, "cannot open the response cache") from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                self.close()
+                raise self._error(exc, "cannot open the response cache") from None
 
     def _migrate(self) -> bool:
         """Add the ``digest`` column to a cache file written before it existed.
