@@ -126,6 +126,25 @@ def test_no_record_writes_nothing(project: Path) -> None:
     assert not (project / "evals" / "ledger").exists()
 
 
+def test_a_run_evaluated_again_within_the_same_second_is_the_one_readers_take(
+    project: Path,
+) -> None:
+    # Records are timed to the second; a --fresh re-run must still sort after the record it
+    # replaces, or readers (reports, the MLflow export) would take either of the two.
+    assert cli(project, "eval")[0] == 0
+    for _ in range(3):
+        assert cli(project, "eval", "--fresh")[0] == 0
+    records = [json.loads(line) for line in index_lines(project)]
+    assert len(records) == 4
+    assert len({r["key"] for r in records}) == 1
+    times = [r["time"] for r in records]
+    assert times == sorted(times)
+    assert len(set(times)) == 4
+    latest = ledger_api.open(project).run(records[0]["key"])
+    assert latest is not None
+    assert latest.hash == records[-1]["hash"]
+
+
 def test_a_scratch_ledger_gets_the_new_runs_and_reuses_the_projects(
     project: Path, tmp_path: Path
 ) -> None:

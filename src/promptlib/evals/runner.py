@@ -765,13 +765,15 @@ def build_run(
     *,
     keep_outputs: bool = True,
     carried: _Carried | None = None,
+    supersedes: str | None = None,
 ) -> BuiltRun:
     """The run record of a finished job and its scores, outputs and example-id objects.
 
     Examples are in the job's row order; a failed example scores None and its reason is
     kept in the scores object's ``errors``. Means, standard errors and ``n`` cover the
     examples that were scored. ``carried`` completes a recorded run (``_Retry``): its
-    totals are added, and the record's time is after the recorded run's.
+    totals are added, and the record's time is after the recorded run's; so it is after
+    ``supersedes``, the time of the record a run evaluated again replaces.
     """
     by_id = {e.row_id: e for e in examples}
     ordered = [by_id[str(row["id"])] for row in job.rows if str(row["id"]) in by_id]
@@ -851,7 +853,12 @@ def build_run(
             prompt_tokens += carried.prompt_tokens or 0
             completion_tokens += carried.completion_tokens or 0
     record = RunRecord(
-        time=_record_time(carried.after if carried is not None else None),
+        time=_record_time(
+            max(
+                (t for t in (carried.after if carried else None, supersedes) if t is not None),
+                default=None,
+            )
+        ),
         key=job.key,
         suite=job.suite.name,
         prompt=PromptRef(
@@ -1191,6 +1198,11 @@ def run_jobs(
         return origin
 
     def append(job: Job, examples: list[_Example], seconds: float, **built: Any) -> RunRecord:
+        # A run evaluated again (--fresh) sorts after the record it replaces, even within
+        # the same second: readers take the latest.
+        previous = view.run(job.key)
+        if previous is not None:
+            built.setdefault("supersedes", previous.time)
         run = build_run(job, examples, provider, options.repeats, seconds, taken(), **built)
         record = ledger.append(run.record, run.objects, once=True)
         assert isinstance(record, RunRecord)
