@@ -1,12 +1,13 @@
 """Bridges from promptlib's ledger and library to other tools.
 
-Each module reads what promptlib already recorded (runs, releases, comparisons) and hands
-it to one tool; none of them evaluates anything. A module imports its tool's SDK only
-when it is called, so ``import promptlib.integrations`` costs nothing, and a missing SDK
-is a ``MissingDependencyError`` naming the extra to install:
+A module imports its tool's SDK only when it is called, so ``import
+promptlib.integrations`` costs nothing, and a missing SDK is a ``MissingDependencyError``
+naming the extra to install:
 
     mlflow   runs as MLflow experiment runs, releases in the MLflow Prompt Registry
-             (``promptlib[mlflow]``)
+             (``promptlib[mlflow]``); reads what promptlib recorded, evaluates nothing
+    ray      ``eval --executor ray``: the shards of an evaluation as tasks on a Ray
+             cluster, merged into one ledger on the driver (``promptlib[ray]``)
 """
 
 from __future__ import annotations
