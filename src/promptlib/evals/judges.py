@@ -219,23 +219,9 @@ class JudgeMetric(Metric):
         suite_inputs: Mapping[str, str],
     ) -> list[Message]:
         """The judge's messages for one answer (``RenderError``/``DatasetError`` on bad rows)."""
-        prompt = self.judge_prompt
-        values: dict[str, Any] = {}
-        for name, spec in prompt.inputs.items():
-            if name == "answer":
-                values[name] = output
-            elif name == "reference":
-                values[name] = references[0] if references else ""
-            else:
-                column = self.inputs.get(name) or suite_inputs.get(name) or name
-                if column in row:
-                    values[name] = row[column]
-                elif spec.required:
-                    raise DatasetError(
-                        f"judge input `{name}` needs row field {column!r}; map it with "
-                        "the judge's 'inputs'"
-                    )
-        return prompt.render(**values)
+        return _render_judge(
+            self.judge_prompt, {"answer": output}, references, row, self.inputs, suite_inputs
+        )
 
     def score(
         self,
@@ -245,6 +231,35 @@ class JudgeMetric(Metric):
         schema: Mapping[str, Any] | None = None,
     ) -> float:
         raise TypeError(f"metric {self.name} is scored by the harness through its judge")
+
+
+def _render_judge(
+    prompt: Prompt,
+    answers: Mapping[str, str],
+    references: Sequence[str],
+    row: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    suite_inputs: Mapping[str, str],
+) -> list[Message]:
+    """A judge prompt's messages: ``answers`` by input name, ``reference`` the first
+    reference, every other input from the row's column the judge's ``inputs`` (then the
+    suite's) map it to, or its own name (``DatasetError`` when a required one is missing)."""
+    values: dict[str, Any] = {}
+    for name, spec in prompt.inputs.items():
+        if name in answers:
+            values[name] = answers[name]
+        elif name == "reference":
+            values[name] = references[0] if references else ""
+        else:
+            column = inputs.get(name) or suite_inputs.get(name) or name
+            if column in row:
+                values[name] = row[column]
+            elif spec.required:
+                raise DatasetError(
+                    f"judge input `{name}` needs row field {column!r}; map it with "
+                    "the judge's 'inputs'"
+                )
+    return prompt.render(**values)
 
 
 def judge_metrics(metrics: Sequence[Metric]) -> list[JudgeMetric]:
@@ -420,22 +435,11 @@ class PairwiseJudge:
         suite_inputs: Mapping[str, str],
     ) -> list[Message]:
         """The judge's messages with ``first`` as answer A and ``second`` as answer B."""
-        prompt = self.binding.prompt
-        values: dict[str, Any] = {}
-        for name, spec in prompt.inputs.items():
-            if name == "answer_a":
-                values[name] = first
-            elif name == "answer_b":
-                values[name] = second
-            elif name == "reference":
-                values[name] = references[0] if references else ""
-            else:
-                column = self.inputs.get(name) or suite_inputs.get(name) or name
-                if column in row:
-                    values[name] = row[column]
-                elif spec.required:
-                    raise DatasetError(
-                        f"judge input `{name}` needs row field {column!r}; map it with "
-                        "the judge's 'inputs'"
-                    )
-        return prompt.render(**values)
+        return _render_judge(
+            self.binding.prompt,
+            {"answer_a": first, "answer_b": second},
+            references,
+            row,
+            self.inputs,
+            suite_inputs,
+        )
