@@ -62,44 +62,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _llm import PROMPT, SYSTEM, Server  # noqa: E402
 from _report import write_section  # noqa: E402
 
 TARGET = 1.11
 MODEL = "bench-model"
-SYSTEM = (
-    "You are the support assistant of an online store. "
-    "Answer the customer's message in one short paragraph."
-)
 PARAMS = {"temperature": 0, "max_tokens": 64}
-SERVER_CODE = """
-import sys
-sys.path.insert(0, {tests!r})
-from _llm_server import LLMServer
-with LLMServer(delay={delay!r}) as server:
-    print(server.base_url, flush=True)
-    sys.stdin.read()  # serve until the benchmark closes our stdin
-"""
-PROMPT = f"""id: bench.echo
-version: 1.0.0
-description: "Answers a customer message (benchmark prompt)."
-inputs:
-  text:
-    type: string
-    description: "The customer's message."
-messages:
-  - role: system
-    content: "{SYSTEM}"
-  - role: user
-    content: "{{{{ text }}}}"
-model:
-  temperature: 0
-  max_tokens: 64
-output:
-  format: text
-examples:
-  - inputs:
-      text: "Where is my order?"
-"""
 SUITE = """description: Throughput benchmark.
 dataset: evals/datasets/bench.jsonl
 prompts: [bench.echo]
@@ -123,30 +91,6 @@ def rows(count: int) -> list[dict[str, str]]:
         }
         for i in range(count)
     ]
-
-
-class Server:
-    """tests/_llm_server.py in its own process, serving until stopped."""
-
-    def __init__(self, delay: float) -> None:
-        code = SERVER_CODE.format(tests=str(ROOT / "tests"), delay=delay)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert self.process.stdout is not None
-        self.base_url = self.process.stdout.readline().strip()
-        if not self.base_url.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise SystemExit("the LLM server did not start")
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def make_project(folder: Path, base_url: str, data: list[dict[str, str]]) -> None:

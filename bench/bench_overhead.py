@@ -63,38 +63,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _llm import PROMPT, SYSTEM  # noqa: E402
 from _report import write_section  # noqa: E402
 
 SHARE_TARGET_MS = 0.3
 FIRST_REQUEST_TARGET_S = 0.5
 PROMPTFOO_VERSION = "0.121.20"  # the newest release that runs on Node.js 20
 MODEL = "bench-model"
-SYSTEM = (
-    "You are the support assistant of an online store. "
-    "Answer the customer's message in one short paragraph."
-)
 PARAMS = {"temperature": 0, "max_tokens": 64}
-PROMPT = f"""id: bench.echo
-version: 1.0.0
-description: "Answers a customer message (benchmark prompt)."
-inputs:
-  text:
-    type: string
-    description: "The customer's message."
-messages:
-  - role: system
-    content: "{SYSTEM}"
-  - role: user
-    content: "{{{{ text }}}}"
-model:
-  temperature: 0
-  max_tokens: 64
-output:
-  format: text
-examples:
-  - inputs:
-      text: "Where is my order?"
-"""
 SUITE = """description: Overhead benchmark.
 dataset: evals/datasets/bench.jsonl
 prompts: [bench.echo]

@@ -43,19 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _llm import SERVER_CODE  # noqa: E402
 from _report import write_section  # noqa: E402
 
 DELAY = 0.05
 TARGET_OVERHEAD = 0.5
 SUITES = ["stores_sofmattress_intent", "stores_sofmattress_scope"]
-SERVER_CODE = """
-import sys
-sys.path.insert(0, {tests!r})
-from _llm_server import LLMServer
-with LLMServer(delay={delay!r}) as server:
-    print(server.base_url, flush=True)
-    sys.stdin.read()  # serve until the benchmark closes our stdin
-"""
 
 
 @contextlib.contextmanager

@@ -1,0 +1,69 @@
+"""The pieces the benchmarks share: tests/_llm_server.py in its own process, and the echo
+prompt they evaluate against it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVER_CODE = """
+import sys
+sys.path.insert(0, {tests!r})
+from _llm_server import LLMServer
+with LLMServer(delay={delay!r}) as server:
+    print(server.base_url, flush=True)
+    sys.stdin.read()  # serve until the benchmark closes our stdin
+"""
+
+SYSTEM = (
+    "You are the support assistant of an online store. "
+    "Answer the customer's message in one short paragraph."
+)
+PROMPT = f"""id: bench.echo
+version: 1.0.0
+description: "Answers a customer message (benchmark prompt)."
+inputs:
+  text:
+    type: string
+    description: "The customer's message."
+messages:
+  - role: system
+    content: "{SYSTEM}"
+  - role: user
+    content: "{{{{ text }}}}"
+model:
+  temperature: 0
+  max_tokens: 64
+output:
+  format: text
+examples:
+  - inputs:
+      text: "Where is my order?"
+"""
+
+
+class Server:
+    """tests/_llm_server.py in its own process, serving until stopped."""
+
+    def __init__(self, delay: float) -> None:
+        code = SERVER_CODE.format(tests=str(ROOT / "tests"), delay=delay)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.base_url = self.process.stdout.readline().strip()
+        if not self.base_url.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise SystemExit("the LLM server did not start")
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
