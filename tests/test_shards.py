@@ -131,16 +131,17 @@ def evidence(folder: Path) -> dict[str, dict[str, Any]]:
             "outputs": [list(o) for o in outputs.outputs] if outputs is not None else None,
             "scores_object": record.scores,
             "outputs_object": record.outputs,
+            "consistency": record.consistency,
         }
     return out
 
 
-def run_shards(project: Path, count: int, prefix: str = "shard") -> list[Path]:
+def run_shards(project: Path, count: int, prefix: str = "shard", *extra: str) -> list[Path]:
     folders = []
     for k in range(1, count + 1):
         folder = project / f"{prefix}-{k}"
         code, _, err = cli(
-            project, "eval", "--shard", f"{k}/{count}", *SPLIT, "--ledger", str(folder)
+            project, "eval", "--shard", f"{k}/{count}", *SPLIT, "--ledger", str(folder), *extra
         )
         assert code == 0, err
         folders.append(folder)
@@ -172,6 +173,31 @@ def test_merged_shards_equal_an_unsharded_run(tmp_path: Path, count: int) -> Non
     assert main["n"] == MAIN
     report = Ledger(project / "merged").verify()
     assert report.ok, report.problems
+
+
+def test_merged_shards_with_repeats_keep_every_repeat_and_the_consistency(
+    tmp_path: Path,
+) -> None:
+    with LLMServer(answer=answer) as server:
+        project = make_project(tmp_path, server.base_url)
+        code, _, err = cli(project, "eval", "--repeats", "2", "--ledger", str(project / "whole"))
+        assert code == 0, err
+        folders = run_shards(project, 3, "shard", "--repeats", "2")
+        code, out, err = cli(
+            project, "ledger", "merge", *map(str, folders), "--into", str(project / "merged")
+        )
+        assert code == 0, err
+    assert "(2 joined from parts)" in out
+    whole, merged = evidence(project / "whole"), evidence(project / "merged")
+    assert merged == whole
+    joined = next(v for v in merged.values() if v["job"] == "main/demo.alpha")
+    assert joined["consistency"] is not None
+    assert joined["consistency"]["exact_match"].n == MAIN
+    view = Ledger(project / "merged").read()
+    [record] = [
+        r for r in view.latest_runs().values() if r.prompt.id == "demo.alpha" and r.suite == "main"
+    ]
+    assert view.scores(record).repeats is not None
 
 
 def test_a_merge_into_the_project_ledger_is_reused_with_no_model_call(tmp_path: Path) -> None:

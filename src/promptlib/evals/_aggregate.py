@@ -1,15 +1,17 @@
-"""A run's aggregates from its per-example scores: one function, used by the runner when
+"""A run's aggregates from its per-example scores (and, with repeats, its consistency):
+one function each, used by the runner when
 it records a run and by the merge of shard ledgers when it joins a split run's parts, so
 that both give the same means and standard errors from the same stored scores."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from ..ledger.records import MetricResult
+from ..ledger.records import MetricConsistency, MetricResult
+from .consistency import consistency
 
-__all__ = ["SCORE_DIGITS", "aggregate", "mean_stderr"]
+__all__ = ["SCORE_DIGITS", "aggregate", "mean_stderr", "run_consistency"]
 
 #: Scores, means and standard errors are stored rounded to this many decimals.
 SCORE_DIGITS = 6
@@ -34,3 +36,26 @@ def aggregate(scores: Sequence[float | None]) -> MetricResult:
     return MetricResult(
         mean=round(mean, SCORE_DIGITS), stderr=round(stderr, SCORE_DIGITS), n=len(present)
     )
+
+
+def run_consistency(
+    binary: Mapping[str, bool],
+    per_repeat: Mapping[str, Sequence[Sequence[float] | None]],
+    repeats: int,
+) -> dict[str, MetricConsistency] | None:
+    """Each metric's consistency over the repeats (``evals.consistency``; ``binary`` says
+    which metrics are 0/1), rounded as scores are; None when no example was scored. The
+    runner and the merge of shard ledgers (``evals.shards``) record it the same way."""
+    out: dict[str, MetricConsistency] = {}
+    for name, is_binary in binary.items():
+        found = consistency(per_repeat[name], repeats, binary=is_binary)
+        if found is None:
+            continue
+        out[name] = MetricConsistency(
+            n=found.n,
+            disagreement=round(found.disagreement, SCORE_DIGITS),
+            mean_variance=round(found.mean_variance, SCORE_DIGITS),
+            pass_at_k=None if found.pass_at_k is None else round(found.pass_at_k, SCORE_DIGITS),
+            pass_hat_k=None if found.pass_hat_k is None else round(found.pass_hat_k, SCORE_DIGITS),
+        )
+    return out or None

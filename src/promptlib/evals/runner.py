@@ -66,7 +66,6 @@ from ..ledger.records import (
     DatasetRef,
     ExampleIds,
     JudgeUsage,
-    MetricConsistency,
     MetricIdentity,
     OutputsObject,
     PromptRef,
@@ -80,9 +79,8 @@ from ..ledger.records import (
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
-from ._aggregate import SCORE_DIGITS, aggregate
+from ._aggregate import SCORE_DIGITS, aggregate, run_consistency
 from .cache import LEASE, ResponseCache
-from .consistency import consistency
 from .dataset import Dataset
 from .judges import JudgeMetric, MalformedVerdict, Verdict, judge_metrics, parse_verdict
 from .subset import Subset
@@ -892,29 +890,13 @@ def build_run(
         provenance=origin,
         scores=encode(scores_object)[0],
         outputs=outputs_reference,
-        consistency=_consistency(job, per_repeat, repeats) if repeats > 1 else None,
+        consistency=(
+            run_consistency({m.name: m.binary for m in job.suite.metrics}, per_repeat, repeats)
+            if repeats > 1
+            else None
+        ),
     )
     return BuiltRun(record, objects)
-
-
-def _consistency(
-    job: Job, per_repeat: Mapping[str, Sequence[Sequence[float] | None]], repeats: int
-) -> dict[str, MetricConsistency] | None:
-    """Each metric's consistency over the repeats (``evals.consistency``), rounded as
-    scores are; None when no example was scored."""
-    out: dict[str, MetricConsistency] = {}
-    for metric in job.suite.metrics:
-        found = consistency(per_repeat[metric.name], repeats, binary=metric.binary)
-        if found is None:
-            continue
-        out[metric.name] = MetricConsistency(
-            n=found.n,
-            disagreement=round(found.disagreement, SCORE_DIGITS),
-            mean_variance=round(found.mean_variance, SCORE_DIGITS),
-            pass_at_k=None if found.pass_at_k is None else round(found.pass_at_k, SCORE_DIGITS),
-            pass_hat_k=None if found.pass_hat_k is None else round(found.pass_hat_k, SCORE_DIGITS),
-        )
-    return out or None
 
 
 def _judge_usage(examples: Sequence[_Example], carried: _Carried | None) -> JudgeUsage:

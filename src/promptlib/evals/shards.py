@@ -51,12 +51,13 @@ from ..ledger import Ledger, RunRecord
 from ..ledger.objects import ObjectStore, encode
 from ..ledger.records import (
     ExampleIds,
+    JudgeUsage,
     OutputsObject,
     ScoresObject,
     Timing,
     Usage,
 )
-from ._aggregate import aggregate
+from ._aggregate import aggregate, run_consistency
 
 if TYPE_CHECKING:
     from ..library.collection import Library
@@ -470,6 +471,7 @@ def _join(
     metric_names = list(first.metrics)
     scores: dict[str, list[float | None]] = {m: [] for m in metric_names}
     variance: dict[str, list[float | None]] = {m: [] for m in metric_names}
+    per_repeat: dict[str, list[list[float] | None]] = {m: [] for m in metric_names}
     errors: dict[str, str] = {}
     outputs: list[list[str]] | None = []
     usage: list[list[int] | None] = []
@@ -495,6 +497,8 @@ def _join(
             scores[name].extend(data.scores.get(name, [None] * len(part_ids)))
             got = data.variance.get(name) if data.variance is not None else None
             variance[name].extend(got if got is not None else [None] * len(part_ids))
+            kept = data.repeats.get(name) if data.repeats is not None else None
+            per_repeat[name].extend(kept if kept is not None else [None] * len(part_ids))
         for index, message in data.errors.items():
             errors[str(offset + int(index))] = message
         if outputs is not None:
@@ -525,6 +529,7 @@ def _join(
         scores=scores,
         errors=errors,
         variance=variance if first.repeats > 1 else None,
+        repeats=per_repeat if first.repeats > 1 else None,
     ).model_dump(mode="json", exclude_none=True)
     scores_reference = encode(scores_object)[0]
     stored: dict[str, Any] = {
@@ -555,9 +560,36 @@ def _join(
             ),
             "scores": scores_reference,
             "outputs": outputs_reference,
+            "consistency": (
+                run_consistency(
+                    {m: identity.binary for m, identity in first.metrics.items()},
+                    per_repeat,
+                    first.repeats,
+                )
+                if first.repeats > 1
+                else None
+            ),
+            "judge_usage": _judge_usage([part for _, part in parts]),
         }
     )
     return record, stored, answers
+
+
+def _judge_usage(parts: Sequence[RunRecord]) -> JudgeUsage | None:
+    """The judges' calls and usage of a split run: its parts' summed, as the runner sums
+    its examples'."""
+    used = [p.judge_usage for p in parts if p.judge_usage is not None]
+    if not used:
+        return None
+    known = any(u.prompt_tokens is not None or u.completion_tokens is not None for u in used)
+    costs = [u.cost for u in used if u.cost is not None]
+    return JudgeUsage(
+        calls=sum(u.calls for u in used),
+        cached=sum(u.cached for u in used),
+        prompt_tokens=sum(u.prompt_tokens or 0 for u in used) if known else None,
+        completion_tokens=sum(u.completion_tokens or 0 for u in used) if known else None,
+        cost=round(math.fsum(costs), 6) if costs else None,
+    )
 
 
 def _identity(record: RunRecord) -> Any:
