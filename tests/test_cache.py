@@ -433,3 +433,132 @@ def test_processes_opening_a_new_cache_file_at_once_all_open_it(tmp_path: Path) 
         while not failures.empty():
             found.append(failures.get())
         assert found == []
+
+
+# ------------------------------------------------- look-ups and claims of one turn (reserve)
+
+
+def _statements(cache: ResponseCache) -> list[str]:
+    """Every SQL statement ``cache`` runs from now on, as SQLite reports it."""
+    seen: list[str] = []
+    assert cache._db is not None
+    cache._db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_reserve_answers_a_turn_of_look_ups_with_one_read_and_one_write(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    """The look-ups made during one turn of the loop: the cached ones answered, the others
+    claimed, all with one SELECT and one transaction; another process sees the claims."""
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    stored = [ResponseCache.key(request(f"order {i}"), PROVIDER) for i in range(5)]
+    for i, (key, material) in enumerate(stored):
+        cache.put(key, material, replace(ANSWER, text=f"answer {i}"))
+    new = [ResponseCache.key(request(f"refund {i}"), PROVIDER)[0] for i in range(40)]
+    statements = _statements(cache)
+
+    async def look_up() -> list[tuple[Response | None, bool]]:
+        keys = [key for key, _material in stored] + new
+        return list(await asyncio.gather(*(cache.reserve(key) for key in keys)))
+
+    answers = asyncio.run(look_up())
+    assert answers[:5] == [(replace(ANSWER, text=f"answer {i}"), False) for i in range(5)]
+    assert answers[5:] == [(None, True)] * len(new)
+    assert [s.split()[0] for s in statements] == ["SELECT", "BEGIN", *["INSERT"] * 40, "COMMIT"]
+    assert cache.hits == 5
+    other = open_cache(CacheMode.on, path)
+    assert not any(other.claim(key) for key in new)  # held by this (live) process
+    assert all(other.claim(key) for key, _material in stored) is True
+
+
+def test_reserve_leaves_a_key_another_process_holds_to_the_slow_path(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache, other = open_cache(CacheMode.on, path), open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    assert other.claim(key)
+    assert asyncio.run(cache.reserve(key)) == (None, False)
+    other.put(key, material, ANSWER)  # the other process answers and drops its claim
+    assert cache.get(key) == ANSWER
+    assert rows(path, "SELECT COUNT(*) FROM claims") == [(0,)]
+
+
+def test_reserve_finds_the_answers_of_its_own_turn_and_commits_them(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    """An answer put in a turn is found by a look-up of the same turn, with no read, and
+    the turn's one transaction both stores it and drops its claim."""
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+
+    async def ask_then_answer() -> tuple[tuple[Response | None, bool], ...]:
+        first = await cache.reserve(key)
+        cache.put(key, material, ANSWER)
+        second = await cache.reserve(key)
+        return first, second
+
+    assert asyncio.run(ask_then_answer()) == ((None, True), (ANSWER, False))
+    assert rows(path, "SELECT COUNT(*) FROM responses") == [(1,)]
+    assert rows(path, "SELECT COUNT(*) FROM claims") == [(0,)]
+
+
+def test_reserve_counts_an_untrusted_row_as_a_miss_and_claims_it(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    cache = open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    cache.put(key, material, ANSWER)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE responses SET response = replace(response, 'cancel', 'track')")
+    assert asyncio.run(cache.reserve(key, "support.classify.intent bitext-0001")) == (None, True)
+    [warning] = cache.warnings
+    assert "support.classify.intent bitext-0001" in warning
+    assert "does not match its digest" in warning
+
+
+@pytest.mark.parametrize(
+    ("mode", "found"), [(CacheMode.read_only, ANSWER), (CacheMode.refresh, None)]
+)
+def test_reserve_in_modes_that_share_no_answers_takes_no_claim(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path, mode: CacheMode, found: Any
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    filler = open_cache(CacheMode.on, path)
+    key, material = ResponseCache.key(BASE, PROVIDER)
+    filler.put(key, material, ANSWER)
+    other = ResponseCache.key(replace(BASE, repeat=1), PROVIDER)[0]
+    cache = open_cache(mode, path)
+
+    async def look_up() -> list[tuple[Response | None, bool]]:
+        return list(await asyncio.gather(cache.reserve(key), cache.reserve(other)))
+
+    assert asyncio.run(look_up()) == [(found, found is None), (None, True)]
+    assert rows(path, "SELECT COUNT(*) FROM claims") == [(0,)]
+
+
+def test_reserve_reads_a_long_turn_in_batches(
+    open_cache: Callable[..., ResponseCache], tmp_path: Path
+) -> None:
+    """More look-ups in one turn than one statement takes: every one is answered."""
+    cache = open_cache(CacheMode.read_only, tmp_path / "cache.sqlite")
+    writer = open_cache(CacheMode.on, tmp_path / "cache.sqlite")
+    keys = []
+    for i in range(1300):
+        key, material = ResponseCache.key(request(f"order {i}"), PROVIDER)
+        if i % 3 == 0:
+            writer.put(key, material, replace(ANSWER, text=str(i)))
+        keys.append(key)
+
+    async def look_up() -> list[tuple[Response | None, bool]]:
+        return list(await asyncio.gather(*(cache.reserve(key) for key in keys)))
+
+    answers = asyncio.run(look_up())
+    expected = [
+        (replace(ANSWER, text=str(i)), False) if i % 3 == 0 else (None, True) for i in range(1300)
+    ]
+    assert answers == expected

@@ -192,6 +192,23 @@ def test_retries_attempt_counts_and_recorded_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("env")
+def test_a_call_past_the_providers_timeout_fails_with_the_providers_reason(
+    tmp_path: Path,
+) -> None:
+    """The openai provider bounds each call itself, so the recorded error says what to
+    change (its ``timeout``), and each attempt is given up after that long."""
+    with LLMServer(script={"ex-2": ["slow:5"] * 5}) as server:
+        project = make_project(tmp_path, server.base_url, rows=4, timeout=0.3)
+        code, _out, err = run(project, "--error-budget", "0.5")
+        assert code == 0, err
+        assert server.counts["ex-2"] == 5
+    [record] = runs(project)
+    error = record["errors"]["examples"]["r002"]
+    assert "no complete answer within 0.3 s; raise the provider's timeout" in error
+    assert error.endswith("(gave up after 5 attempts)")
+
+
+@pytest.mark.usefixtures("env")
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     with LLMServer(script={"ex-1": ["429:1", "ok"]}) as server:
         project = make_project(tmp_path, server.base_url, rows=1)

@@ -36,7 +36,9 @@ Concurrent evals. Several processes evaluating the same work (CI shards, a devel
 terminals) share one cache file, and each would otherwise ask the provider for every
 answer the others are still waiting for. In mode ``on``, a process that misses *claims*
 the key before calling (``claim``: a row of ``claims``, taken in a write transaction) and
-the others wait for its answer instead of asking too; ``put`` stores the answer and drops
+the others wait for its answer instead of asking too. The runner looks up and claims with
+``reserve``: the look-ups of one turn of the event loop are one read, and their claims are
+taken in the transaction that commits the turn's answers; ``put`` stores the answer and drops
 the claim, a failed call drops it (``release``) so that a waiter asks for itself. A claim
 is a lease: it expires ``LEASE`` seconds after it was taken or last renewed (``renew``,
 which the runner calls while it works), and a claim of a process that is gone from this
@@ -55,6 +57,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -63,10 +66,15 @@ from .._canonical import canonical_json, sha256_hex, sha256_of
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    import asyncio
+
     # Imported when a response is read (``get``): importing the provider contract pulls
     # in the prompt model, pydantic and Jinja, which commands that only need ``CacheMode``
     # (every ``promptlib`` invocation registers ``eval``'s options) should not pay for.
     from ..providers.contract import Request, Response
+
+    #: A look-up waiting for the end of its turn: key, what asked for it, its future.
+    _Asked = tuple[str, str | None, asyncio.Future[tuple[Response | None, bool]]]
 
 __all__ = ["KEY_FORMAT", "LEASE", "CacheMode", "ResponseCache", "row_digest"]
 
@@ -117,6 +125,9 @@ def row_digest(key: str, response: str) -> str:
     return sha256_hex(f"{key}\n{response}".encode())
 
 
+# Keys looked up by one statement (SQLite allows 32,766 parameters since 3.32, 999 before).
+_READ_BATCH = 512
+
 # How long opening the cache waits for other processes that hold its lock (seconds).
 _OPEN_TIMEOUT = 10.0
 
@@ -151,6 +162,7 @@ class ResponseCache:
         self._pending: dict[str, _Pending] = {}
         self._queued: set[str] = set()  # the hashes of the new messages they hold
         self._flush_loop: Any = None  # the loop in which a flush is scheduled
+        self._asked: list[_Asked] = []  # look-ups (``reserve``) waiting for the turn's end
         self._failure: ConfigError | None = None
         self._db: sqlite3.Connection | None = None
         self._has_digest = True
@@ -266,21 +278,10 @@ class ResponseCache:
         if row is None:
             return None
         text, digest = row
-        try:
-            if not isinstance(text, str):
-                raise ValueError("its response is not text")
-            if digest is not None and digest != row_digest(key, text):
-                raise ValueError("its response does not match its digest")
-            try:
-                response = _response(json.loads(text))
-            except (ValueError, RecursionError) as exc:
-                raise ValueError(f"its response is not a cached answer ({exc})") from None
-        except ValueError as exc:
-            where = f"{about} ({key[:19]}...)" if about else f"{key[:19]}..."
-            self._problems[key] = f"{where}: {exc}"
-            self.untrusted = len(self._problems)
+        response = self._trusted(key, text, digest, about)
+        if response is None:
             return None
-        if digest is None and self._has_digest and self.mode is not CacheMode.read_only:
+        if self._unsealed(digest):
             # Written before digests existed: trusted this once, and sealed from now on.
             self._write(
                 "UPDATE responses SET digest = ? WHERE key = ? AND digest IS NULL",
@@ -289,6 +290,28 @@ class ResponseCache:
             self.backfilled += 1
         self.hits += 1
         return response
+
+    def _trusted(self, key: str, text: Any, digest: Any, about: str | None) -> Response | None:
+        """The answer a row read under ``key`` holds, or None when the row is not trusted
+        (recorded in ``warnings``)."""
+        try:
+            if not isinstance(text, str):
+                raise ValueError("its response is not text")
+            if digest is not None and digest != row_digest(key, text):
+                raise ValueError("its response does not match its digest")
+            try:
+                return _response(json.loads(text))
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"its response is not a cached answer ({exc})") from None
+        except ValueError as exc:
+            where = f"{about} ({key[:19]}...)" if about else f"{key[:19]}..."
+            self._problems[key] = f"{where}: {exc}"
+            self.untrusted = len(self._problems)
+            return None
+
+    def _unsealed(self, digest: Any) -> bool:
+        """Whether a trusted row without a digest is to be given one now."""
+        return digest is None and self._has_digest and self.mode is not CacheMode.read_only
 
     @property
     def warnings(self) -> list[str]:
@@ -349,21 +372,144 @@ class ResponseCache:
         loop = _running_loop()
         if loop is None:
             self.flush()
-        elif self._flush_loop is not loop:
-            if self._flush_loop is not None:  # scheduled in a loop that is gone
-                self.flush()
-            self._flush_loop = loop
-            loop.call_soon(self._flush_at_turn_end)
+        else:
+            self._at_turn_end(loop)
+
+    async def reserve(self, key: str, about: str | None = None) -> tuple[Response | None, bool]:
+        """Look ``key`` up and, on a miss, claim it before asking the provider.
+
+        ``(answer, False)`` when the answer is cached; ``(None, True)`` when this cache may
+        ask for it (it now holds the claim, or the mode does not share answers): ask, then
+        ``put``; ``(None, False)`` when the key could not be claimed at once, because
+        another process holds it or stored its answer meanwhile: ``claim`` and ``get``
+        settle that (the runner's slow path).
+
+        The same as ``get`` then ``claim``, but the look-ups of one turn of the event loop
+        are answered together when that turn ends: one read of the file for all of them,
+        and their claims taken in the transaction that commits the turn's answers. A claim
+        is only taken while no answer is stored under its key.
+        """
+        if self._db is None or self.mode in (CacheMode.off, CacheMode.refresh):
+            return None, True
+        self._raise_failure()
+        queued = self._pending.get(key)
+        if queued is not None:
+            self.hits += 1
+            return queued.response, False
+        import asyncio  # this method runs in a loop, so asyncio is imported already
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Response | None, bool]] = loop.create_future()
+        self._asked.append((key, about, future))
+        self._at_turn_end(loop)
+        return await future
+
+    def _at_turn_end(self, loop: Any) -> None:
+        """Make sure the current turn of ``loop`` ends with ``_turn_end``."""
+        if self._flush_loop is loop:
+            return
+        if self._flush_loop is not None:  # scheduled in a loop that is gone
+            for _key, _about, future in self._asked:
+                future.cancel()
+            self._asked = []
+            self.flush()
+        self._flush_loop = loop
+        loop.call_soon(self._turn_end)
+
+    def _turn_end(self) -> None:
+        # A callback of the event loop. An error here would only be logged, so it goes to
+        # the look-ups waiting for this turn, or else is kept and raised by the next write
+        # or by ``close``.
+        self._flush_loop = None
+        asked, self._asked = self._asked, []
+        try:
+            answers = self._settle(asked)
+        except ConfigError as exc:
+            waiting = [future for _key, _about, future in asked if not future.done()]
+            for future in waiting:
+                future.set_exception(exc)
+            if not waiting:
+                self._failure = exc
+            return
+        for (_key, _about, future), answer in zip(asked, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    def _settle(self, asked: list[_Asked]) -> list[tuple[Response | None, bool]]:
+        """Answer the look-ups ``asked`` in one turn, and commit the turn's answers."""
+        answers: list[tuple[Response | None, bool]] = [(None, True)] * len(asked)
+        by_key: dict[str, list[int]] = {}
+        for index, (key, _about, _future) in enumerate(asked):
+            queued = self._pending.get(key)
+            if queued is not None:  # put in this very turn
+                self.hits += 1
+                answers[index] = (queued.response, False)
+            else:
+                by_key.setdefault(key, []).append(index)
+        rows = self._read(list(by_key))
+        sealed: list[tuple[str, str]] = []
+        misses: list[tuple[str, Any]] = []
+        for key, indexes in by_key.items():
+            row = rows.get(key)
+            response = None
+            if row is not None:
+                response = self._trusted(key, row[0], row[1], asked[indexes[0]][1])
+            if response is None:
+                if self.mode is CacheMode.on:
+                    misses.append((key, None if row is None else row[0]))
+                continue
+            if row is not None and self._unsealed(row[1]):
+                sealed.append((row_digest(key, row[0]), key))
+            self.hits += len(indexes)
+            for index in indexes:
+                answers[index] = (response, False)
+        claimed = self._commit(sealed, misses)
+        for key, _seen in misses:
+            for index in by_key[key]:
+                answers[index] = (None, key in claimed)
+        return answers
+
+    def _read(self, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+        """The stored response text and digest of each of ``keys`` that has a row."""
+        assert self._db is not None
+        column = "digest" if self._has_digest else "NULL"
+        found: dict[str, tuple[Any, Any]] = {}
+        for start in range(0, len(keys), _READ_BATCH):
+            chunk = keys[start : start + _READ_BATCH]
+            # Padded to a power of two (repeating a key), so that a few statements serve
+            # every batch size from SQLite's statement cache.
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunk += chunk[-1:] * (size - len(chunk))
+            marks = ",".join("?" * size)
+            try:
+                rows = self._db.execute(
+                    f"SELECT key, response, {column} FROM responses WHERE key IN ({marks})", chunk
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "cannot read the response cache") from None
+            found.update((key, (text, digest)) for key, text, digest in rows)
+        return found
 
     def flush(self) -> None:
         """Commit the answers ``put`` has queued, in one transaction."""
         self._flush_loop = None
-        if self._db is None or not self._pending:
-            return
+        self._commit()
+
+    def _commit(
+        self, sealed: Sequence[tuple[str, str]] = (), claims: Sequence[tuple[str, Any]] = ()
+    ) -> set[str]:
+        """Commit, in one transaction, the answers ``put`` has queued (dropping their
+        claims), the digests of rows trusted once (``sealed``: ``(digest, key)``), and new
+        claims (``claims``: ``(key, the response text found untrusted under it or None)``),
+        each taken only while no one holds it and no other answer is stored under it.
+        Returns the keys claimed."""
+        if self._db is None or not (self._pending or sealed or claims):
+            return set()
         pending, self._pending = self._pending, {}
         queued, self._queued = self._queued, set()
         messages = [message for entry in pending.values() for message in entry.messages]
         released = [(key, self._owner) for key in pending if key in self._claims]
+        claimed: set[str] = set()
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -372,13 +518,27 @@ class ResponseCache:
                     db.executemany(
                         "INSERT OR IGNORE INTO messages (hash, message) VALUES (?, ?)", messages
                     )
-                db.executemany(
-                    "INSERT OR REPLACE INTO responses (key, material, response, created, digest) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [entry.row for entry in pending.values()],
-                )
+                if pending:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO responses "
+                        "(key, material, response, created, digest) VALUES (?, ?, ?, ?, ?)",
+                        [entry.row for entry in pending.values()],
+                    )
                 if released:
                     db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", released)
+                if sealed:
+                    db.executemany(
+                        "UPDATE responses SET digest = ? WHERE key = ? AND digest IS NULL", sealed
+                    )
+                expires = time.time() + LEASE
+                for key, seen in claims:
+                    if db.execute(
+                        "INSERT OR IGNORE INTO claims (key, owner, host, pid, expires) "
+                        "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                        "(SELECT 1 FROM responses WHERE key = ? AND response IS NOT ?)",
+                        (key, self._owner, self._host, os.getpid(), expires, key, seen),
+                    ).rowcount:
+                        claimed.add(key)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -387,15 +547,10 @@ class ResponseCache:
             raise self._error(exc, "cannot write to the response cache") from None
         self._stored |= queued
         self._claims.difference_update(key for key, _owner in released)
+        self._claims |= claimed
         self.writes += len(pending)
-
-    def _flush_at_turn_end(self) -> None:
-        # A callback of the event loop: an error here would only be logged, so it is kept
-        # and raised by the next write, or by ``close``.
-        try:
-            self.flush()
-        except ConfigError as exc:
-            self._failure = exc
+        self.backfilled += len(sealed)
+        return claimed
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

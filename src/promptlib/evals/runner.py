@@ -576,21 +576,33 @@ class _Runner:
         key, material = self.cache.key(request, self.fingerprint)
         about = self._about(request)
         cached = self.cache.get(key, about)
-        if cached is None and self.legacy_fingerprint != self.fingerprint:
-            # An answer cached under the schema-1 key (a fingerprint that held installed
-            # versions) is the same answer: move it under the current key.
-            legacy = self.cache.legacy_key(request, self.legacy_fingerprint)
-            cached = self.cache.get(legacy, about)
-            if cached is not None:
-                self.cache.put(key, material, cached)
+        if cached is None:
+            cached = self._legacy(request, key, material, about)
         return key, material, cached
 
+    def _legacy(
+        self, request: Request, key: str, material: dict[str, Any], about: str
+    ) -> Response | None:
+        """The answer cached under the request's schema-1 key (a fingerprint that held
+        installed versions), moved under ``key``: it is the same answer."""
+        if self.legacy_fingerprint == self.fingerprint:
+            return None
+        legacy = self.cache.legacy_key(request, self.legacy_fingerprint)
+        cached = self.cache.get(legacy, about)
+        if cached is not None:
+            self.cache.put(key, material, cached)  # which drops a claim on ``key``
+        return cached
+
     async def _answer(self, request: Request, outcome: _Example) -> Response:
-        found = self.lookup(request)
-        if found is None:
+        if not self.provider.cacheable or not self.caching:
             return await self.call(request, outcome)
-        key, material, cached = found
+        # ``lookup`` then ``_claim``, with the look-ups of one turn of the loop batched.
+        key, material = self.cache.key(request, self.fingerprint)
+        about = self._about(request)
+        cached, claimed = await self.cache.reserve(key, about)
         if cached is None:
+            cached = self._legacy(request, key, material, about)
+        if cached is None and not claimed:
             cached = await self._claim(key, request)
         if cached is not None:
             outcome.cached += 1
@@ -706,7 +718,10 @@ class _Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def attempt(self, request: Request, timeout: float) -> Response:
-        """One provider call, cancelled with ``asyncio.TimeoutError`` after ``timeout``."""
+        """One provider call, cancelled with ``asyncio.TimeoutError`` after ``timeout``
+        (by the provider itself when it ``bounds_its_time``)."""
+        if self.provider.bounds_its_time:
+            return await self.provider.complete(request)
         if self.timeout_scope is None:  # pragma: no cover - Python 3.10
             return await asyncio.wait_for(self.provider.complete(request), timeout)
         async with self.timeout_scope(timeout):

@@ -113,6 +113,9 @@ class Provider(abc.ABC):
     concurrency: int = 8
     rate_limit: float | None = None
     timeout: float = 60.0
+    #: Whether ``complete`` itself gives up after ``timeout`` seconds (with an error that
+    #: says so); the harness then sets no deadline of its own around the call.
+    bounds_its_time: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -207,6 +207,7 @@ class OpenAIProvider(Provider):
     """An OpenAI-compatible chat-completions endpoint; see the module docstring."""
 
     type = "openai"
+    bounds_its_time = True
 
     def __init__(self, name: str, options: _Options, *, base_url: str, api_key: str) -> None:
         super().__init__(name)
