@@ -128,6 +128,9 @@ def row_digest(key: str, response: str) -> str:
 # Keys looked up by one statement (SQLite allows 32,766 parameters since 3.32, 999 before).
 _READ_BATCH = 512
 
+# How many messages ``put`` remembers the hash of (``_message_ref``).
+_RECENT = 256
+
 # How long opening the cache waits for other processes that hold its lock (seconds).
 _OPEN_TIMEOUT = 10.0
 
@@ -163,6 +166,7 @@ class ResponseCache:
         self._queued: set[str] = set()  # the hashes of the new messages they hold
         self._flush_loop: Any = None  # the loop in which a flush is scheduled
         self._asked: list[_Asked] = []  # look-ups (``reserve``) waiting for the turn's end
+        self._recent: dict[tuple[Any, Any], tuple[str, str]] = {}  # see ``_message_ref``
         self._failure: ConfigError | None = None
         self._db: sqlite3.Connection | None = None
         self._has_digest = True
@@ -359,8 +363,7 @@ class ResponseCache:
         refs = []
         new_messages = []
         for message in material["messages"]:
-            text = canonical_json(message)
-            digest = sha256_hex(text.encode("utf-8"))
+            digest, text = self._message_ref(message)
             if digest not in self._stored and digest not in self._queued:
                 new_messages.append((digest, text))
                 self._queued.add(digest)
@@ -374,6 +377,26 @@ class ResponseCache:
             self.flush()
         else:
             self._at_turn_end(loop)
+
+    def _message_ref(self, message: dict[str, Any]) -> tuple[str, str]:
+        """A message's hash and canonical JSON. The instructions and few-shot turns of a
+        prompt come back with every row, so the last few are remembered."""
+        role, content = message.get("role"), message.get("content")
+        remembered = (
+            (role, content)
+            if len(message) == 2 and isinstance(role, str) and isinstance(content, str)
+            else None
+        )
+        found = self._recent.get(remembered) if remembered is not None else None
+        if found is not None:
+            return found
+        text = canonical_json(message)
+        ref = sha256_hex(text.encode("utf-8")), text
+        if remembered is not None:
+            if len(self._recent) >= _RECENT:
+                self._recent.clear()
+            self._recent[remembered] = ref
+        return ref
 
     async def reserve(self, key: str, about: str | None = None) -> tuple[Response | None, bool]:
         """Look ``key`` up and, on a miss, claim it before asking the provider.
