@@ -7,13 +7,14 @@ request after ``--delay`` seconds (50 ms).
 
 1. **Wall time.** The examples of ``--suites`` (default: support_answers, support_intent
    and routing_banking_intent: 28 whole jobs of 28-41 rows, two jobs of 915 rows that are
-   split, one of 450 that is split; a subset of the library's 37,009 examples, because the
-   whole library at 50 ms per call takes minutes per configuration) evaluated by 1, 2 and 4
+   split, one of 450 that is split; a subset of the library's examples, because the whole
+   library at 50 ms per call takes minutes per configuration; ``--suites all``: every suite
+   of the library) evaluated by 1, 2 and 4
    shards, each shard a separate ``promptlib eval --shard K/N --provider bench --cache off``
    process with ``--concurrency C`` (16), all started at once. Wall time is from the first
    start to the last exit, start-up included; the ideal is ``calls x delay / (N x C)``.
    Then the merge of those shard ledgers (``promptlib ledger merge``, a subprocess).
-2. **Merge of the full library.** Every job of the library (51 jobs, 37,009 examples) by
+2. **Merge of the full library.** Every job of the library (every suite, every prompt) by
    4 shards with the offline ``retrieval`` provider (the merge reads and writes the same
    records and objects whatever the provider), then ``promptlib ledger merge`` of the 4
    shard ledgers into an empty ledger: the subprocess's wall time (start-up included) and
@@ -61,8 +62,11 @@ def make_project(folder: Path, base_url: str, concurrency: int) -> Path:
     return folder
 
 
-def run_shards(project: Path, count: int, args: list[str], prefix: str) -> tuple[float, int]:
-    """Run shards 1..count at once; (wall seconds, provider calls reported by them)."""
+def run_shards(
+    project: Path, count: int, args: list[str], prefix: str
+) -> tuple[float, int, int, int]:
+    """Run shards 1..count at once; (wall seconds, provider calls reported by them, jobs,
+    examples)."""
     env = {**os.environ, "PROMPTLIB_DEBUG": "0"}
     start = time.perf_counter()
     children = []
@@ -76,13 +80,17 @@ def run_shards(project: Path, count: int, args: list[str], prefix: str) -> tuple
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
             )
         )
-    calls = 0
+    calls, examples = 0, 0
+    jobs: set[tuple[str, str]] = set()
     for child in children:
         out, err = child.communicate()
         if child.returncode != 0:
             raise SystemExit(f"a shard failed ({child.returncode}): {err}")
-        calls += sum(job["calls"] for job in json.loads(out)["jobs"])
-    return time.perf_counter() - start, calls
+        for job in json.loads(out)["jobs"]:
+            calls += job["calls"]
+            examples += job["rows"][1] - job["rows"][0]
+            jobs.add((job["suite"], job["prompt"]))
+    return time.perf_counter() - start, calls, len(jobs), examples
 
 
 def merge(project: Path, count: int, prefix: str, into: Path) -> float:
@@ -152,12 +160,12 @@ def main() -> None:
             project = make_project(Path(scratch) / "project", server.base_url, options.concurrency)
             args = ["--provider", "bench", "--cache", "off", "--concurrency"]
             args += [str(options.concurrency)]
-            for suite in suites:
+            for suite in suites if suites != ["all"] else []:
                 args += ["--suite", suite]
             for count in counts:
                 walls, merges, calls = [], [], 0
                 for _ in range(options.repeats):
-                    wall, calls = run_shards(project, count, args, f"sub{count}")
+                    wall, calls, _jobs, _examples = run_shards(project, count, args, f"sub{count}")
                     walls.append(wall)
                     merges.append(merge(project, count, f"sub{count}", project / "merged"))
                 ideal = calls * options.delay / (count * options.concurrency)
@@ -172,7 +180,7 @@ def main() -> None:
         # The full library, offline, by 4 shards; then the merge.
         project = Path(scratch) / "project"
         start = time.perf_counter()
-        run_shards(project, 4, ["--cache", "off"], "full")
+        _wall, _calls, jobs, examples = run_shards(project, 4, ["--cache", "off"], "full")
         full_eval = time.perf_counter() - start
         cli_merges, lib_merges, loads, appended = [], [], [], 0
         for _ in range(options.merge_repeats):
@@ -188,14 +196,17 @@ def main() -> None:
             if f.is_file()
         )
     load_after = os.getloadavg()[0]
+    scope = (
+        "every suite of the bundled library"
+        if suites == ["all"]
+        else f"the suites {', '.join(suites)} of the bundled library (a subset of its examples)"
+    )
     cli_merge, lib_merge = statistics.median(cli_merges), statistics.median(lib_merges)
     verdict = "met" if cli_merge <= TARGET_MERGE else "NOT met"
     body = f"""## Sharded evaluation and merge
 
 `eval --shard K/N` processes started at once against `tests/_llm_server.py` answering in
-{options.delay * 1000:.0f} ms, each with concurrency {options.concurrency}, on the
-suites {", ".join(suites)} of the bundled library (a subset of its 37,009 examples: the
-whole library at {options.delay * 1000:.0f} ms per call takes minutes per configuration).
+{options.delay * 1000:.0f} ms, each with concurrency {options.concurrency}, on {scope}.
 Ideal = calls x delay / total concurrency. Merge = `promptlib ledger merge` of those shard
 ledgers (a subprocess, start-up included). Median of {options.repeats}. Load average
 (1 min) when the benchmark started and ended: {load_before:.1f} and {load_after:.1f}, on
@@ -206,7 +217,7 @@ below; compare the rows with each other and with the ideal, not across machines.
 |---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-Merge of the full library: 4 shard ledgers holding all 51 jobs (37,009 examples, split
+Merge of the full library: 4 shard ledgers holding all {jobs} jobs ({examples:,} examples, split
 jobs joined from 4 parts each; {size / 1e6:.1f} MB on disk; written by 4 shards with the
 offline `retrieval` provider in {full_eval:.1f} s) into an empty ledger, {appended} runs
 appended: `promptlib ledger merge` {cli_merge:.2f} s (start-up and loading the library
@@ -223,7 +234,12 @@ ideal as N grows; on separate CI runners each shard has its own.
     if options.no_write:
         sys.stdout.write(body)
     else:
-        write_section("shards", "python bench/bench_shards.py", body)
+        command = "python bench/bench_shards.py"
+        if options.suites != parser.get_default("suites"):
+            command += f" --suites {options.suites}"
+        if options.repeats != parser.get_default("repeats"):
+            command += f" --repeats {options.repeats}"
+        write_section("shards", command, body)
 
 
 if __name__ == "__main__":
