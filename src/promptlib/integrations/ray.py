@@ -577,31 +577,20 @@ class _Pool:
     def open(
         cls, ray: Any, runtime_env: Mapping[str, Any], count: int, options: RayOptions
     ) -> _Pool | None:
-        """The run's pool (None: ``keep_alive`` 0, or packages not named by content).
-
-        When the cluster lacks the free resources for the slots that have no worker yet,
-        every other pool worker is retired: after the calls already sent to it, so no run
-        using it loses a shard, and its resources go to this run's workers."""
-        if options.keep_alive <= 0:
-            return None
+        """The run's pool (None: ``keep_alive`` 0, or packages not named by content: the
+        shards are then plain tasks). Room is made for it (``_make_room``)."""
         slots = min(count, _capacity(ray, options))
+        if options.keep_alive <= 0:
+            _make_room(ray, options, set(), slots)
+            return None
         names: dict[int, str] = {}
         for slot in range(1, slots + 1):
             key = pool_key(runtime_env, options, slot)
             if key is None:
+                _make_room(ray, options, set(), slots)
                 return None
             names[slot] = f"{POOL_PREFIX}{slot}-{key[:32]}"
-        alive = set(pool_workers(ray))
-        missing = [name for name in names.values() if name not in alive]
-        if missing:
-            free = ray.available_resources()
-            if (
-                len(missing) * options.num_cpus > free.get("CPU", 0.0) + 1e-9
-                or len(missing) * options.num_gpus > free.get("GPU", 0.0) + 1e-9
-            ):
-                for name in sorted(alive - set(names.values())):
-                    with contextlib.suppress(ValueError):  # it exited meanwhile
-                        ray.get_actor(name, namespace=NAMESPACE).retire.remote()
+        _make_room(ray, options, set(names.values()), slots)
         return cls(ray, dict(runtime_env), options, names)
 
     def submit(
@@ -624,6 +613,27 @@ class _Pool:
             .remote(self.options.keep_alive)
         )
         return worker.run.remote(request, progress, ledgers, self.options.keep_alive)
+
+
+def _make_room(ray: Any, options: RayOptions, ours: set[str], slots: int) -> None:
+    """Retire the pool workers the run does not use when the cluster lacks the free
+    resources for the run's new workers or tasks (``slots`` at once, ``ours`` already up):
+    idle workers would otherwise hold them until their keep-alive ran out. A worker is
+    retired after the calls already sent to it, so no run using it loses a shard."""
+    alive = set(pool_workers(ray))
+    others = alive - ours
+    wanted = slots - len(ours & alive)
+    if not others or wanted <= 0:
+        return
+    free = ray.available_resources()
+    if (
+        wanted * options.num_cpus <= free.get("CPU", 0.0) + 1e-9
+        and wanted * options.num_gpus <= free.get("GPU", 0.0) + 1e-9
+    ):
+        return
+    for name in sorted(others):
+        with contextlib.suppress(ValueError):  # it exited meanwhile
+            ray.get_actor(name, namespace=NAMESPACE).retire.remote()
 
 
 def pool_workers(ray: Any) -> list[str]:
