@@ -264,6 +264,8 @@ def test_without_ray_the_flag_says_how_to_install_it(
     ("args", "message"),
     [
         (["--ray-num-gpus", "1"], "--ray-num-gpus applies to --executor ray"),
+        (["--ray-keep-alive", "0"], "--ray-keep-alive applies to --executor ray"),
+        (["--executor", "ray", "--ray-keep-alive", "-1"], "Invalid value for '--ray-keep-alive'"),
         (
             ["--ray-address", "auto", "--ray-shards", "2"],
             "--ray-address, --ray-shards applies to --executor ray",

@@ -1,4 +1,4 @@
-"""Ray: ``promptlib eval --executor ray`` runs the shards of an evaluation as Ray tasks.
+"""Ray: ``promptlib eval --executor ray`` runs the shards of an evaluation on a Ray cluster.
 
 Nothing here decides what an evaluation is: the jobs, the shards and the merge are the
 ones of ``promptlib eval --shard K/N`` and ``promptlib ledger merge`` (``evals.shards``),
@@ -9,22 +9,35 @@ The driver (the process running ``promptlib eval``):
 1. plans the jobs with no provider call (``estimate``): runs already in the ledger are
    reused, and when every job is, no cluster is contacted;
 2. connects to the cluster (``ray.init``) with a runtime environment that ships the
-   project folder (``working_dir``, without ``.git``, virtual environments and caches;
-   git-ignored files are left out by Ray) and promptlib itself (``py_modules``), and
-   forwards the ``PROMPTLIB_*`` variables and the API-key variables the providers name;
-3. starts one task per shard (``RayOptions.shards``, default: the cluster's CPUs divided
-   by ``num_cpus``), each asking for ``num_cpus`` and ``num_gpus``. A task evaluates shard
-   K of N into a shard ledger in a temporary folder of its node and returns the folder's
-   files with its job outcomes. A task whose worker process dies (killed, out of memory,
-   node lost) is run again by Ray, up to ``retries`` times; the new attempt starts from an
-   empty shard ledger and takes the answers the dead one got from the node's response
-   cache (the project copy's ``.promptlib/``);
+   project folder (``working_dir``, without ``.git``, virtual environments, caches and
+   the ledger folders; git-ignored files are left out by Ray) and promptlib itself
+   (``py_modules``), and forwards the ``PROMPTLIB_*`` variables and the API-key variables
+   the providers name;
+3. runs N shards (``RayOptions.shards``, default: the cluster's CPUs divided by
+   ``num_cpus``), each asking for ``num_cpus`` and ``num_gpus``, on the pool's workers
+   (below) or, with ``keep_alive`` 0, as plain tasks. A shard (``run_shard``) evaluates
+   shard K of N into a shard ledger in a temporary folder of its node, reusing runs from
+   a copy of the ledger the driver sends with it (``ledger_files``), and returns the
+   folder's files with its job outcomes. A shard whose worker process dies (killed, out
+   of memory, node lost) is run again by Ray, up to ``retries`` times; the new attempt
+   starts from an empty shard ledger and takes the answers the dead one got from the
+   node's response cache (the project copy's ``.promptlib/``);
 4. writes the returned shard ledgers into a temporary folder and merges them into the
    ledger (``merge_ledgers``), under the ledger's lock;
 5. reads every job back from the merged ledger with no provider call and returns the same
    ``EvalReport`` a local run returns: gates are checked on the driver, after the merge.
 
-Progress: each task reports its (done, total) examples to a small actor, which the driver
+The pool: each run is a new Ray job, and Ray starts new worker processes for each job,
+each importing Ray and promptlib. So the shards run as calls on named, detached actors in
+the ``promptlib`` namespace (``_PoolWorker``), which a later run finds by name and reuses
+warm. The name holds ``pool_key``: a sha256 over what a fresh worker would run (the
+shipped packages by Ray's content names, the forwarded variables, the resources, the
+retries, the slot), so a worker is only reused for exactly that. A worker runs one call
+at a time (two runs at once queue on it), is restarted when it dies, and exits by itself
+after ``keep_alive`` seconds with no call. A run short of free resources for its workers
+or tasks retires the other idle workers (``_make_room``).
+
+Progress: each shard reports its (done, total) examples to a small actor, which the driver
 polls to feed ``on_progress`` as a local run does. A provider failure in a shard does not
 stop the others: what finished is merged, and the failed jobs are reported as failed
 (``promptlib eval`` exits 3). An error in the project (``ConfigError`` and the like) is
