@@ -10,15 +10,22 @@ every example is a call.
 
 * **one process**: ``promptlib eval --suite ...`` as a subprocess;
 * **Ray**: a local cluster started for the benchmark (``ray start --head --num-cpus 2``),
-  and ``evaluate_on_ray`` (the library call behind ``eval --executor ray``) with two shard
-  tasks of one CPU each. The first call is *cold* (Ray creates the runtime environment:
-  uploads the project and promptlib, starts workers for it); the next ones are *warm*.
+  and ``evaluate_on_ray`` (the library call behind ``eval --executor ray``) with two shards
+  of one CPU each. The first call is *cold* (Ray creates the runtime environment: uploads
+  the project and promptlib, starts the pool's workers); the next ones are *warm*: their
+  shards run on the pool's workers the first call left (``--ray-keep-alive``, default).
+  Then the same number of calls with ``--ray-keep-alive 0``: plain tasks, whose worker
+  processes Ray starts for each run (each call is a new Ray job).
 
 Ideal wall time: calls x 50 ms / total concurrency (concurrency per process times the
-processes). Ray overhead per task: from the task's submission to its result on the driver,
-minus the shard's own evaluation time measured inside the task (scheduling, worker start,
+processes). Ray overhead per task: from the shard's submission to its result on the driver, minus
+the shard's own evaluation time measured inside the worker (scheduling, worker start,
 runtime environment, returning the shard ledger). The rest of a Ray run's wall time is the
-driver's planning, the merge and the final read of the ledger.
+driver's planning, connecting, the merge and the final read of the ledger.
+
+Also measured: what a run hashes to name the project snapshot it ships (Ray's content hash
+of the folder, which ``ray.init`` computes at every run and the pool's key is made from),
+and reading the ledger the driver ships to the shards.
 
 Run: ``python bench/bench_ray.py`` (``--repeats N``, ``--concurrency C``, ``--no-write``).
 """
@@ -45,6 +52,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _llm import SERVER_CODE  # noqa: E402
 from _report import write_section  # noqa: E402
+
+from promptlib.integrations.ray import DEFAULT_KEEP_ALIVE  # noqa: E402
 
 DELAY = 0.05
 TARGET_OVERHEAD = 0.5
@@ -154,8 +163,8 @@ def calls_of(project: Path) -> int:
     return sum(run.timing.calls for run in view.latest_runs().values())
 
 
-def on_ray(project: Path, address: str) -> dict[str, Any]:
-    """One ``evaluate_on_ray`` call: its wall time and each task's times."""
+def on_ray(project: Path, address: str, keep_alive: float) -> dict[str, Any]:
+    """One ``evaluate_on_ray`` call: its wall time and each shard's times and pid."""
     from promptlib.evals.cache import CacheMode
     from promptlib.evals.runner import EvalOptions
     from promptlib.integrations import ray as executor
@@ -180,7 +189,7 @@ def on_ray(project: Path, address: str) -> dict[str, Any]:
             suites=SUITES,
             cache_mode=CacheMode.off,
             options=EvalOptions(),
-            ray_options=executor.RayOptions(address=address, shards=2),
+            ray_options=executor.RayOptions(address=address, shards=2, keep_alive=keep_alive),
             ledger=open_project(settings),
         )
         wall = time.perf_counter() - start
@@ -193,6 +202,7 @@ def on_ray(project: Path, address: str) -> dict[str, Any]:
         "calls": calls_of(project),
         "overheads": [t.round_trip - t.seconds for t in tasks],
         "work": max(t.seconds for t in tasks),
+        "pids": sorted(t.pid for t in tasks),
     }
 
 
@@ -200,9 +210,36 @@ def _stop(signum: int, _frame: Any) -> None:
     raise SystemExit(f"stopped by signal {signum}")  # so that the cluster is torn down
 
 
+def snapshot_costs(project: Path, repeats: int = 3) -> tuple[float, float, int]:
+    """Median seconds to hash the project snapshot as Ray ships it (the folder without the
+    executor's excludes and the ledger), and to read the ledger shipped to the shards;
+    the number of files hashed."""
+    from ray._private.runtime_env.packaging import get_uri_for_directory
+
+    from promptlib.integrations import ray as executor
+    from promptlib.ledger import open_project
+    from promptlib.settings import Settings
+
+    settings = Settings.resolve(project)
+    ledger = open_project(settings)
+    assert isinstance(ledger, executor.Ledger)
+    env = executor._runtime_env(project, {}, [ledger.folder])
+    hashing, reading = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        get_uri_for_directory(str(project), include_gitignore=True, excludes=env["excludes"])
+        hashing.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        executor.ledger_files(ledger)
+        reading.append(time.perf_counter() - start)
+    files = sum(1 for path in project.rglob("*") if path.is_file())
+    return statistics.median(hashing), statistics.median(reading), files
+
+
 def worker_imports(repeats: int = 3) -> float:
-    """Median seconds a fresh Python process takes to import what a shard task imports:
-    each run of the executor is a new Ray job, whose tasks run in new worker processes."""
+    """Median seconds a fresh Python process takes to import what a shard imports: with
+    --ray-keep-alive 0, each run of the executor is a new Ray job, whose tasks run in new
+    worker processes."""
     code = "import ray, promptlib.evals.run, promptlib.evals.shards, promptlib.providers.openai"
     times = []
     for _ in range(repeats):
@@ -224,18 +261,24 @@ def main() -> None:
         make_project(project, base_url, args.concurrency)
         local_wall, local_calls = one_process(project)
         with ray_cluster(2) as address:
-            cold = on_ray(project, address)
-            warm = [on_ray(project, address) for _ in range(args.repeats)]
+            cold = on_ray(project, address, DEFAULT_KEEP_ALIVE)
+            warm = [on_ray(project, address, DEFAULT_KEEP_ALIVE) for _ in range(args.repeats)]
+            plain = [on_ray(project, address, 0) for _ in range(args.repeats)]
+        hashing, reading, files = snapshot_costs(project)
     calls = local_calls
     imports = worker_imports()
     load = os.getloadavg()[0]
-    if any(run["calls"] != calls for run in [cold, *warm]):
+    if any(run["calls"] != calls for run in [cold, *warm, *plain]):
         raise SystemExit("the Ray runs made another number of calls than one process")
+    if any(run["pids"] != cold["pids"] for run in warm):
+        raise SystemExit("a warm run did not run on the pool's workers")
     ideal_one = calls * DELAY / args.concurrency
     ideal_two = calls * DELAY / (2 * args.concurrency)
     warm_wall = statistics.median(run["wall"] for run in warm)
     warm_work = statistics.median(run["work"] for run in warm)
     overheads = [o for run in warm for o in run["overheads"]]
+    plain_wall = statistics.median(run["wall"] for run in plain)
+    plain_overheads = [o for run in plain for o in run["overheads"]]
     rows = [
         "| run | processes x concurrency | wall s | ideal s | wall / ideal |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -243,8 +286,10 @@ def main() -> None:
         f"{ideal_one:.2f} | {local_wall / ideal_one:.2f} |",
         f"| Ray, cold (runtime environment created) | 2 x {args.concurrency} | "
         f"{cold['wall']:.2f} | {ideal_two:.2f} | {cold['wall'] / ideal_two:.2f} |",
-        f"| Ray, warm (median of {len(warm)}) | 2 x {args.concurrency} | {warm_wall:.2f} | "
-        f"{ideal_two:.2f} | {warm_wall / ideal_two:.2f} |",
+        f"| Ray, warm pool (median of {len(warm)}) | 2 x {args.concurrency} | "
+        f"{warm_wall:.2f} | {ideal_two:.2f} | {warm_wall / ideal_two:.2f} |",
+        f"| Ray, `--ray-keep-alive 0` (median of {len(plain)}) | 2 x {args.concurrency} | "
+        f"{plain_wall:.2f} | {ideal_two:.2f} | {plain_wall / ideal_two:.2f} |",
     ]
     verdict = "meets" if max(overheads) <= TARGET_OVERHEAD else "misses"
     body = f"""### Ray executor against one process
@@ -256,20 +301,28 @@ total concurrency.
 
 {chr(10).join(rows)}
 
-Ray overhead per task (submission to result on the driver, minus the shard's own
-evaluation in the task), warm runs: median {statistics.median(overheads):.2f} s, max
-{max(overheads):.2f} s; cold run: max {max(cold["overheads"]):.2f} s (it includes creating
-the runtime environment). Target <= {TARGET_OVERHEAD} s per warm task: {verdict} it. The
-rest of a warm run beyond its slowest shard ({warm_work:.2f} s of evaluation), i.e.
-{warm_wall - warm_work:.2f} s, is connecting to the cluster, the driver's planning, the
-merge and the final read of the ledger.
+Ray overhead per shard (submission to result on the driver, minus the shard's own
+evaluation in the worker), warm runs on the pool: median {statistics.median(overheads):.2f} s,
+max {max(overheads):.2f} s (target <= {TARGET_OVERHEAD} s: {verdict} it); with
+`--ray-keep-alive 0` (plain tasks, new worker processes every run): median
+{statistics.median(plain_overheads):.2f} s, max {max(plain_overheads):.2f} s; cold run: max
+{max(cold["overheads"]):.2f} s (it includes creating the runtime environment and starting the
+pool's workers). The rest of a warm run beyond its slowest shard ({warm_work:.2f} s of
+evaluation), i.e. {warm_wall - warm_work:.2f} s, is connecting to the cluster, the driver's
+planning, the merge and the final read of the ledger.
 
-Where the overhead goes: each `promptlib eval --executor ray` is a new Ray job, and Ray
-does not share worker processes between jobs, so every task starts a new Python process
-that imports Ray, promptlib and its dependencies: {imports:.2f} s in a fresh process on
-this machine at the time. The load average (1 min) was {load:.1f} on these CPUs when the
-figures were taken: the one-process run took {local_wall / ideal_one:.1f}x its ideal, and
-every figure above is inflated by the same contention.
+Where the plain tasks' overhead goes: each `promptlib eval --executor ray` is a new Ray
+job, and Ray does not share worker processes between jobs, so every task starts a new
+Python process that imports Ray, promptlib and its dependencies: {imports:.2f} s in a fresh
+process on this machine at the time. The pool's workers are started once and kept.
+
+Hashing the project snapshot as Ray ships it ({files:,} files of the bundled library's
+prompts, datasets and suites): {hashing:.2f} s per run, done by `ray.init` with or without
+the pool (the pool's key is a sha256 of Ray's content names, not a second pass over the
+files); reading the ledger shipped to the shards: {reading * 1000:.1f} ms (the ledger of
+one run here). The load average (1 min) was {load:.1f} on these CPUs when the figures were
+taken: the one-process run took {local_wall / ideal_one:.1f}x its ideal, and every figure
+above is inflated by the same contention.
 """
     command = "python bench/bench_ray.py"
     if args.no_write:

@@ -264,6 +264,8 @@ def test_without_ray_the_flag_says_how_to_install_it(
     ("args", "message"),
     [
         (["--ray-num-gpus", "1"], "--ray-num-gpus applies to --executor ray"),
+        (["--ray-keep-alive", "0"], "--ray-keep-alive applies to --executor ray"),
+        (["--executor", "ray", "--ray-keep-alive", "-1"], "Invalid value for '--ray-keep-alive'"),
         (
             ["--ray-address", "auto", "--ray-shards", "2"],
             "--ray-address, --ray-shards applies to --executor ray",
@@ -433,3 +435,175 @@ def test_the_progress_bar_counts_the_examples_of_every_shard(cluster: str, tmp_p
     assert "evaluating" in text
     assert "20/20" in text  # both shards' examples, counted on the driver
     assert len(calls(root)) == 20
+
+
+# -- the pool of warm workers -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def connected(address: str) -> Iterator[Any]:
+    """This process as a Ray driver of the cluster at ``address``."""
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def workers(address: str) -> list[str]:
+    """The names of the pool's workers alive on the cluster."""
+    from promptlib.integrations.ray import pool_workers
+
+    with connected(address) as ray:
+        return pool_workers(ray)
+
+
+@pytest.fixture
+def pool(cluster: str) -> Iterator[str]:
+    """The cluster with no pool worker before and after the test (whatever an earlier test
+    left warm holds the cluster's CPUs); its address."""
+    from promptlib.integrations.ray import NAMESPACE, pool_workers
+
+    def clear() -> None:
+        with connected(cluster) as ray:
+            for name in pool_workers(ray):
+                with contextlib.suppress(ValueError):
+                    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+
+    clear()
+    yield cluster
+    clear()
+
+
+def ray_run(
+    root: Path,
+    address: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    keep_alive: float = 60.0,
+    fresh: bool = False,
+    cache: str = "on",
+) -> tuple[Any, list[Any]]:
+    """``evaluate_on_ray`` on ``root`` from this process, two shards, split above 4 rows:
+    the report and the shards' results (``ShardResult``: the pid that ran each)."""
+    from promptlib.evals.cache import CacheMode
+    from promptlib.evals.runner import EvalOptions
+    from promptlib.integrations import ray as executor
+
+    shards: list[Any] = []
+    original = executor._run_tasks
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        results = original(*args, **kwargs)
+        shards.extend(results)
+        return results
+
+    monkeypatch.syspath_prepend(str(root))  # the driver imports the provider's module
+    monkeypatch.delitem(sys.modules, "ray_answers", raising=False)
+    settings = Settings.resolve(root)
+    with monkeypatch.context() as patch:
+        patch.setattr(executor, "_run_tasks", recording)
+        report = executor.evaluate_on_ray(
+            settings,
+            cache_mode=CacheMode(cache),
+            options=EvalOptions(fresh=fresh),
+            ray_options=executor.RayOptions(
+                address=address, shards=2, split_above=4, keep_alive=keep_alive
+            ),
+            ledger=open_project(settings),
+        )
+    return report, shards
+
+
+def means(report: Any) -> dict[str, float]:
+    return {o.prompt: o.results["exact_match"]["mean"] for o in report.outcomes}
+
+
+def test_a_second_run_reuses_the_warm_workers(
+    pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path / "p", 8, {"alpha": "Answer.", "beta": "Answer. [bad]"})
+    local = twin(root)
+    assert promptlib(local, "--split-above", "4").returncode == 1  # beta's gate fails
+    clear_logs(root)
+    first, shards = ray_run(root, pool, monkeypatch)
+    assert ledger_summary(root) == ledger_summary(local)
+    pids = sorted(s.pid for s in shards)
+    assert len(set(pids)) == 2
+    assert len(calls(root)) == 16
+    # Evaluated again (--fresh, --cache off): by the same two processes, every example asked
+    # again as fresh workers would, and the same runs recorded.
+    second, again = ray_run(root, pool, monkeypatch, fresh=True, cache="off")
+    assert sorted(s.pid for s in again) == pids
+    assert len(calls(root)) == 32
+    assert {int(c.split(" ", 1)[0]) for c in calls(root)} == set(pids)
+    assert means(second) == means(first) == {"demo.alpha": 1.0, "demo.beta": 0.0}
+    assert ledger_summary(root) == ledger_summary(local)
+    assert len(workers(pool)) == 2
+
+
+def test_a_changed_prompt_gets_new_workers_that_evaluate_it(
+    pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path / "p", 8, {"alpha": "Answer.", "beta": "Answer too."})
+    first, shards = ray_run(root, pool, monkeypatch)
+    assert means(first) == {"demo.alpha": 1.0, "demo.beta": 1.0}
+    before = workers(pool)
+    assert len(before) == 2
+    write(
+        root / "prompts" / "demo" / "alpha.yaml",
+        PROMPT.format(name="alpha", system="Answer. [bad]"),
+    )
+    # The cluster's two CPUs are held by the warm workers of the old snapshot: the run
+    # retires them (after their calls) for workers of the new one.
+    second, again = ray_run(root, pool, monkeypatch)
+    assert {s.pid for s in again}.isdisjoint({s.pid for s in shards})
+    assert means(second) == {"demo.alpha": 0.0, "demo.beta": 1.0}
+    new_pids = {s.pid for s in again}
+    answered = [c for c in calls(root) if "[bad]" in c]
+    assert len(answered) == 8
+    assert {int(c.split(" ", 1)[0]) for c in answered} <= new_pids
+    after = workers(pool)
+    assert len(after) == 2
+    assert set(after).isdisjoint(before)
+
+
+def test_warm_workers_exit_after_the_keep_alive(
+    pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path / "p", 4, {"alpha": "Answer."})
+    _, shards = ray_run(root, pool, monkeypatch, keep_alive=2)
+    pids = {s.pid for s in shards}
+    assert len(pids) == 2
+    deadline = time.monotonic() + 90
+    while workers(pool) or any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "the pool's workers outlived their keep-alive"
+        time.sleep(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_keep_alive_0_leaves_no_worker_behind(pool: str, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", 6, {"alpha": "Answer.", "beta": "Answer too."})
+    # With a keep-alive, the run leaves its workers warm, holding the cluster's two CPUs
+    # for ten minutes (longer than a run is given here).
+    warm = on_ray(root, pool, "--ray-shards", "2", "--ray-keep-alive", "600")
+    assert warm.returncode == 0, warm.stderr
+    assert len(workers(pool)) == 2
+    # --ray-keep-alive 0: plain tasks, for which the idle workers are retired, and nothing
+    # stays on the cluster after the run.
+    clear_logs(root)
+    result = on_ray(
+        root, pool, "--ray-shards", "2", "--ray-keep-alive", "0", "--fresh", "--cache", "off"
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(calls(root)) == 12
+    assert workers(pool) == []

@@ -338,6 +338,17 @@ def eval_command(
             "--ray-num-cpus, or its GPUs by --ray-num-gpus).",
         ),
     ] = None,
+    ray_keep_alive: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-keep-alive",
+            metavar="SECONDS",
+            min=0.0,
+            help="With --executor ray: seconds the shard workers stay on the cluster after "
+            "the run, warm for the next run of the same project and options (300). They "
+            "hold their CPUs/GPUs while they wait; 0: the workers end with the run.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate prompts on the suites' datasets and append runs to the ledger.
 
@@ -389,6 +400,7 @@ def eval_command(
         "--ray-num-gpus": ray_num_gpus,
         "--ray-retries": ray_retries,
         "--ray-shards": ray_shards,
+        "--ray-keep-alive": ray_keep_alive,
     }
     on_ray = executor is Executor.ray
     if not on_ray and any(value is not None for value in ray_given.values()):
@@ -471,7 +483,12 @@ def eval_command(
         return
     with progress_bar() as update:
         if on_ray:
-            from ..integrations.ray import RayOptions, evaluate_on_ray, forwarded_environment
+            from ..integrations.ray import (
+                DEFAULT_KEEP_ALIVE,
+                RayOptions,
+                evaluate_on_ray,
+                forwarded_environment,
+            )
 
             report = evaluate_on_ray(
                 settings,
@@ -488,6 +505,7 @@ def eval_command(
                     shards=ray_shards,
                     split_above=split_above,
                     env=forwarded_environment(settings, os.environ),
+                    keep_alive=DEFAULT_KEEP_ALIVE if ray_keep_alive is None else ray_keep_alive,
                 ),
                 on_progress=update,
                 ledger=ledger,
