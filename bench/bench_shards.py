@@ -62,11 +62,8 @@ def make_project(folder: Path, base_url: str, concurrency: int) -> Path:
     return folder
 
 
-def run_shards(
-    project: Path, count: int, args: list[str], prefix: str
-) -> tuple[float, int, int, int]:
-    """Run shards 1..count at once; (wall seconds, provider calls reported by them, jobs,
-    examples)."""
+def run_shards(project: Path, count: int, args: list[str], prefix: str) -> tuple[float, int]:
+    """Run shards 1..count at once; (wall seconds, provider calls reported by them)."""
     env = {**os.environ, "PROMPTLIB_DEBUG": "0"}
     start = time.perf_counter()
     children = []
@@ -80,17 +77,13 @@ def run_shards(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
             )
         )
-    calls, examples = 0, 0
-    jobs: set[tuple[str, str]] = set()
+    calls = 0
     for child in children:
         out, err = child.communicate()
         if child.returncode != 0:
             raise SystemExit(f"a shard failed ({child.returncode}): {err}")
-        for job in json.loads(out)["jobs"]:
-            calls += job["calls"]
-            examples += job["rows"][1] - job["rows"][0]
-            jobs.add((job["suite"], job["prompt"]))
-    return time.perf_counter() - start, calls, len(jobs), examples
+        calls += sum(job["calls"] for job in json.loads(out)["jobs"])
+    return time.perf_counter() - start, calls
 
 
 def merge(project: Path, count: int, prefix: str, into: Path) -> float:
@@ -124,6 +117,15 @@ def library_load(project: Path) -> float:
     start = time.perf_counter()
     library_fingerprints(load(project))
     return time.perf_counter() - start
+
+
+def contents(merged: Path) -> tuple[int, int]:
+    """The runs of ``merged`` and the examples they hold."""
+    from promptlib.ledger import Ledger
+
+    view = Ledger(merged).read()
+    runs = list(view.latest_runs().values())
+    return len(runs), sum(len(view.scores(run).ids) for run in runs)
 
 
 def matching(merged: Path) -> int:
@@ -165,7 +167,7 @@ def main() -> None:
             for count in counts:
                 walls, merges, calls = [], [], 0
                 for _ in range(options.repeats):
-                    wall, calls, _jobs, _examples = run_shards(project, count, args, f"sub{count}")
+                    wall, calls = run_shards(project, count, args, f"sub{count}")
                     walls.append(wall)
                     merges.append(merge(project, count, f"sub{count}", project / "merged"))
                 ideal = calls * options.delay / (count * options.concurrency)
@@ -180,7 +182,7 @@ def main() -> None:
         # The full library, offline, by 4 shards; then the merge.
         project = Path(scratch) / "project"
         start = time.perf_counter()
-        _wall, _calls, jobs, examples = run_shards(project, 4, ["--cache", "off"], "full")
+        run_shards(project, 4, ["--cache", "off"], "full")
         full_eval = time.perf_counter() - start
         cli_merges, lib_merges, loads, appended = [], [], [], 0
         for _ in range(options.merge_repeats):
@@ -189,6 +191,7 @@ def main() -> None:
             seconds, appended = merge_in_process(project, 4, "full", project / "merged-lib")
             lib_merges.append(seconds)
         same = matching(project / "merged-lib")
+        jobs, examples = contents(project / "merged-lib")
         size = sum(
             f.stat().st_size
             for k in range(1, 5)
