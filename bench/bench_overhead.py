@@ -744,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --revision {args.revision}"
     if args.promptfoo:
         command += " --promptfoo"
+    if args.repeats != 3:
+        command += f" --repeats {args.repeats}"
     if args.no_write:
         print(body)
     else:
