@@ -394,13 +394,8 @@ def _reporter(progress: Any, index: int) -> Callable[[int, int], None] | None:
 def _shard_count(ray: Any, options: RayOptions) -> int:
     if options.shards is not None:
         return options.shards
-    resources = ray.cluster_resources()
-    counts = []
-    if options.num_cpus > 0:
-        counts.append(int(resources.get("CPU", 1) // options.num_cpus))
-    if options.num_gpus > 0:
-        counts.append(int(resources.get("GPU", 0) // options.num_gpus))
-    return max(1, min(counts, default=1))
+    capacity = _capacity(ray, options)
+    return 1 if capacity == sys.maxsize else capacity  # tasks that ask for no resources
 
 
 def _runtime_env(root: Path, env: Mapping[str, str], ledgers: Sequence[Path]) -> dict[str, Any]:
