@@ -801,6 +801,50 @@ def test_judge_tokens_and_cost_are_recorded_apart_from_the_model(
     assert run.usage.cost is None
 
 
+def test_a_judged_run_split_over_shards_merges_to_the_same_judge_usage(
+    tmp_path: Path, server: LLMServer
+) -> None:
+    """The judges' calls, tokens and cost of a job split into parts are summed by the merge
+    to what one process records."""
+    root = make_project(
+        tmp_path / "p",
+        server.base_url,
+        judge_provider="priced",
+        extra='\n[tool.promptlib.providers.priced]\ntype = "python"\n'
+        'callable = "_judge_callables:priced_verdict"\n',
+    )
+    # The cache off: the shards ask the judge again instead of reading its answers.
+    code, out, err = cli(root, "eval", "--cache", "off", "--ledger", str(root / "whole"))
+    assert code == 0, out + err
+    folders = []
+    for k in (1, 2, 3):
+        folder = root / f"shard-{k}"
+        code, out, err = cli(
+            root,
+            "eval",
+            "--cache",
+            "off",
+            "--shard",
+            f"{k}/3",
+            "--split-above",
+            "4",
+            "--ledger",
+            str(folder),
+        )
+        assert code == 0, out + err
+        folders.append(str(folder))
+    code, out, err = cli(root, "ledger", "merge", *folders, "--into", str(root / "merged"))
+    assert code == 0, out + err
+    assert "(1 joined from parts)" in out
+    [whole] = Ledger(root / "whole").read().latest_runs().values()
+    [merged] = Ledger(root / "merged").read().latest_runs().values()
+    assert merged.judge_usage is not None
+    assert merged.judge_usage == whole.judge_usage
+    assert (merged.judge_usage.calls, merged.judge_usage.prompt_tokens) == (ROWS, 40 * ROWS)
+    assert merged.judge_usage.cost == pytest.approx(0.00125 * ROWS)
+    assert merged.results == whole.results
+
+
 def test_report_against_calls_no_pairwise_judge(tmp_path: Path) -> None:
     with LLMServer(answer=pairwise_answer(False)) as server:
         root = pairwise_project(tmp_path / "p", server.base_url, ROWS)
