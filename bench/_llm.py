@@ -46,18 +46,28 @@ examples:
 
 
 class Server:
-    """tests/_llm_server.py in its own process, serving until stopped."""
+    """An LLM server in its own process, serving until stopped (or the ``with`` block ends):
+    tests/_llm_server.py answering after ``delay`` seconds, or the server ``argv`` starts.
+    The process prints its base URL on its first line and serves until its stdin closes."""
 
-    def __init__(self, delay: float) -> None:
-        code = SERVER_CODE.format(tests=str(ROOT / "tests"), delay=delay)
+    def __init__(self, delay: float, argv: list[str] | None = None) -> None:
+        if argv is None:
+            code = SERVER_CODE.format(tests=str(ROOT / "tests"), delay=delay)
+            argv = [sys.executable, "-c", code]
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert self.process.stdout is not None
         self.base_url = self.process.stdout.readline().strip()
         if not self.base_url.startswith("http://127.0.0.1:"):
             self.stop()
             raise SystemExit("the LLM server did not start")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.process.stdin is not None:

@@ -66,6 +66,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+import _llm  # noqa: E402
 from _llm import PROMPT, SYSTEM  # noqa: E402
 from _report import write_section  # noqa: E402
 
@@ -152,20 +153,12 @@ def serve(delay: float) -> None:
     asyncio.run(main())
 
 
-class Server:
+class Server(_llm.Server):
+    """This benchmark's server (``--serve``), which also says when a run's first request
+    arrived."""
+
     def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(delay)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.base_url = self.process.stdout.readline().strip()
-        if not self.base_url.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise SystemExit("the benchmark server did not start")
+        super().__init__(delay, [sys.executable, __file__, "--serve", str(delay)])
         self.root = self.base_url.removesuffix("/v1")
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
@@ -181,15 +174,6 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # -- the workload --------------------------------------------------------------------

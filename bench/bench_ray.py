@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _llm import SERVER_CODE  # noqa: E402
+from _llm import Server  # noqa: E402
 from _report import write_section  # noqa: E402
 
 from promptlib.integrations.ray import DEFAULT_KEEP_ALIVE  # noqa: E402
@@ -62,24 +62,8 @@ SUITES = ["stores_sofmattress_intent", "stores_sofmattress_scope"]
 
 @contextlib.contextmanager
 def llm_server() -> Iterator[str]:
-    code = SERVER_CODE.format(tests=str(ROOT / "tests"), delay=DELAY)
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    try:
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http://127.0.0.1:"):
-            raise SystemExit("the LLM server did not start")
-        yield base_url
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with Server(DELAY) as server:
+        yield server.base_url
 
 
 @contextlib.contextmanager
