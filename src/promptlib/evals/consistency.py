@@ -21,7 +21,7 @@ pass@k and pass^k are defined for 0/1 scores only; ``ValueError`` otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -56,27 +56,23 @@ def _check_k(scored: list[Sequence[float]], k: int) -> None:
 
 def pass_at_k(repeats: Repeats, k: int) -> float | None:
     """The unbiased pass@k averaged over scored examples (None when none was scored)."""
-    scored = _scored(repeats)
-    if not scored:
-        return None
-    _check_k(scored, k)
-    total = 0.0
-    for scores in scored:
-        n, c = len(scores), _passes(scores)
-        total += 1.0 - math.comb(n - c, k) / math.comb(n, k)
-    return total / len(scored)
+    return _mean_over(repeats, k, lambda n, c: 1.0 - math.comb(n - c, k) / math.comb(n, k))
 
 
 def pass_hat_k(repeats: Repeats, k: int) -> float | None:
     """pass^k averaged over scored examples (None when none was scored)."""
+    return _mean_over(repeats, k, lambda n, c: math.comb(c, k) / math.comb(n, k))
+
+
+def _mean_over(repeats: Repeats, k: int, estimate: Callable[[int, int], float]) -> float | None:
+    """``estimate(n, c)`` (n repeats, c of them passed) averaged over scored examples."""
     scored = _scored(repeats)
     if not scored:
         return None
     _check_k(scored, k)
     total = 0.0
     for scores in scored:
-        n, c = len(scores), _passes(scores)
-        total += math.comb(c, k) / math.comb(n, k)
+        total += estimate(len(scores), _passes(scores))
     return total / len(scored)
 
 
