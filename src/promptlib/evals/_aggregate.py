@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from ..ledger.records import MetricConsistency, MetricResult
+from ..ledger.records import JudgeUsage, MetricConsistency, MetricResult, Usage
 from .consistency import consistency
 
-__all__ = ["SCORE_DIGITS", "aggregate", "mean_stderr", "run_consistency"]
+__all__ = ["SCORE_DIGITS", "Tally", "aggregate", "mean_stderr", "run_consistency"]
 
 #: Scores, means and standard errors are stored rounded to this many decimals.
 SCORE_DIGITS = 6
@@ -59,3 +60,55 @@ def run_consistency(
             pass_hat_k=None if found.pass_hat_k is None else round(found.pass_hat_k, SCORE_DIGITS),
         )
     return out or None
+
+
+@dataclass
+class Tally:
+    """Calls, cached answers, tokens and cost summed over a run's examples, the recorded
+    run a retry completes, or a split run's parts, as records store them: the token counts
+    are None unless some were reported, the cost None unless some was."""
+
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_known: bool = False
+    costs: list[float] = field(default_factory=list)
+
+    def add(
+        self,
+        calls: int,
+        cached: int,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        cost: float | None,
+        known: bool | None = None,
+    ) -> None:
+        """Add one example's or one record's counts; ``known`` (default: either token
+        count is not None) says whether its token counts were reported."""
+        self.calls += calls
+        self.cached += cached
+        if cost is not None:
+            self.costs.append(cost)
+        if known is None:
+            known = prompt_tokens is not None or completion_tokens is not None
+        self.tokens_known = self.tokens_known or known
+        self.prompt_tokens += prompt_tokens or 0
+        self.completion_tokens += completion_tokens or 0
+
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens if self.tokens_known else None,
+            completion_tokens=self.completion_tokens if self.tokens_known else None,
+            cost=round(math.fsum(self.costs), 6) if self.costs else None,
+        )
+
+    def judge_usage(self) -> JudgeUsage:
+        usage = self.usage()
+        return JudgeUsage(
+            calls=self.calls,
+            cached=self.cached,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=usage.cost,
+        )

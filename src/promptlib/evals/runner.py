@@ -74,12 +74,11 @@ from ..ledger.records import (
     RunRecord,
     ScoresObject,
     Timing,
-    Usage,
 )
 from ..library.prompt import Prompt
 from ..providers.contract import Provider, Request, Response
 from ..settings import RetryPolicy
-from ._aggregate import SCORE_DIGITS, aggregate, run_consistency
+from ._aggregate import SCORE_DIGITS, Tally, aggregate, run_consistency
 from .cache import LEASE, ResponseCache
 from .dataset import Dataset
 from .judges import JudgeMetric, MalformedVerdict, Verdict, judge_metrics, parse_verdict
@@ -850,21 +849,18 @@ def build_run(
         ).model_dump(mode="json", exclude_none=True)
         outputs_reference = encode(outputs_object)[0]
         objects[outputs_reference] = outputs_object
-    costs = [e.cost for e in ordered if e.cost is not None]
-    prompt_tokens = sum(e.prompt_tokens for e in ordered)
-    completion_tokens = sum(e.completion_tokens for e in ordered)
-    calls = sum(e.calls for e in ordered)
-    cached = sum(e.cached for e in ordered)
+    tally = Tally()
+    for e in ordered:
+        tally.add(e.calls, e.cached, e.prompt_tokens, e.completion_tokens, e.cost, e.usage_known)
     if carried is not None:
         seconds += carried.seconds
-        calls += carried.calls
-        cached += carried.cached
-        if carried.cost is not None:
-            costs.append(carried.cost)
-        if carried.prompt_tokens is not None or carried.completion_tokens is not None:
-            usage_known = True
-            prompt_tokens += carried.prompt_tokens or 0
-            completion_tokens += carried.completion_tokens or 0
+        tally.add(
+            carried.calls,
+            carried.cached,
+            carried.prompt_tokens,
+            carried.completion_tokens,
+            carried.cost,
+        )
     record = RunRecord(
         time=_record_time(
             max(
@@ -895,12 +891,8 @@ def build_run(
         examples=len(job.rows),
         results=results,
         errors=len(errors),
-        timing=Timing(seconds=round(seconds, 3), calls=calls, cached=cached),
-        usage=Usage(
-            prompt_tokens=prompt_tokens if usage_known else None,
-            completion_tokens=completion_tokens if usage_known else None,
-            cost=round(math.fsum(costs), 6) if costs else None,
-        ),
+        timing=Timing(seconds=round(seconds, 3), calls=tally.calls, cached=tally.cached),
+        usage=tally.usage(),
         judge_usage=_judge_usage(ordered, carried) if judges else None,
         provenance=origin,
         scores=encode(scores_object)[0],
@@ -917,30 +909,19 @@ def build_run(
 def _judge_usage(examples: Sequence[_Example], carried: _Carried | None) -> JudgeUsage:
     """The judges' calls and usage over ``examples`` (and the recorded run a retry
     completes)."""
-    judged = [e.judge for e in examples if e.judge is not None]
-    known = any(j.usage_known for j in judged)
-    costs = [j.cost for j in judged if j.cost is not None]
-    calls = sum(j.calls for j in judged)
-    cached = sum(j.cached for j in judged)
-    prompt_tokens = sum(j.prompt_tokens for j in judged)
-    completion_tokens = sum(j.completion_tokens for j in judged)
+    tally = Tally()
+    for j in (e.judge for e in examples if e.judge is not None):
+        tally.add(j.calls, j.cached, j.prompt_tokens, j.completion_tokens, j.cost, j.usage_known)
     before = carried.judge if carried is not None else None
     if before is not None:
-        calls += before.calls
-        cached += before.cached
-        if before.cost is not None:
-            costs.append(before.cost)
-        if before.prompt_tokens is not None or before.completion_tokens is not None:
-            known = True
-            prompt_tokens += before.prompt_tokens or 0
-            completion_tokens += before.completion_tokens or 0
-    return JudgeUsage(
-        calls=calls,
-        cached=cached,
-        prompt_tokens=prompt_tokens if known else None,
-        completion_tokens=completion_tokens if known else None,
-        cost=round(math.fsum(costs), 6) if costs else None,
-    )
+        tally.add(
+            before.calls,
+            before.cached,
+            before.prompt_tokens,
+            before.completion_tokens,
+            before.cost,
+        )
+    return tally.judge_usage()
 
 
 def _record_time(after: str | None) -> str:

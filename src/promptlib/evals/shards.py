@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
@@ -51,13 +50,11 @@ from ..ledger import Ledger, RunRecord
 from ..ledger.objects import ObjectStore, encode
 from ..ledger.records import (
     ExampleIds,
-    JudgeUsage,
     OutputsObject,
     ScoresObject,
     Timing,
-    Usage,
 )
-from ._aggregate import aggregate, run_consistency
+from ._aggregate import Tally, aggregate, run_consistency
 
 if TYPE_CHECKING:
     from ..library.collection import Library
@@ -477,10 +474,8 @@ def _join(
     usage: list[list[int] | None] = []
     usage_known = False
     seconds = 0.0
-    calls = cached = 0
-    costs: list[float] = []
-    prompt_tokens = completion_tokens = 0
-    tokens_known = False
+    tally = Tally()
+    judged: Tally | None = None  # the judges', when a part has judge metrics
     for shard, part in parts:
         if _identity(part) != identity:
             raise ShardError(
@@ -513,14 +508,18 @@ def _join(
                 else:
                     usage.extend([None] * len(part_ids))
         seconds += part.timing.seconds
-        calls += part.timing.calls
-        cached += part.timing.cached
-        if part.usage.cost is not None:
-            costs.append(part.usage.cost)
-        if part.usage.prompt_tokens is not None or part.usage.completion_tokens is not None:
-            tokens_known = True
-            prompt_tokens += part.usage.prompt_tokens or 0
-            completion_tokens += part.usage.completion_tokens or 0
+        used = part.usage
+        tally.add(
+            part.timing.calls,
+            part.timing.cached,
+            used.prompt_tokens,
+            used.completion_tokens,
+            used.cost,
+        )
+        if part.judge_usage is not None:
+            j = part.judge_usage
+            judged = judged or Tally()
+            judged.add(j.calls, j.cached, j.prompt_tokens, j.completion_tokens, j.cost)
     results = {name: aggregate(scores[name]) for name in metric_names}
     examples_object = ExampleIds(ids=ids).model_dump(mode="json")
     examples_reference = encode(examples_object)[0]
@@ -552,12 +551,8 @@ def _join(
             "examples": len(ids),
             "results": results,
             "errors": len(errors),
-            "timing": Timing(seconds=round(seconds, 3), calls=calls, cached=cached),
-            "usage": Usage(
-                prompt_tokens=prompt_tokens if tokens_known else None,
-                completion_tokens=completion_tokens if tokens_known else None,
-                cost=round(math.fsum(costs), 6) if costs else None,
-            ),
+            "timing": Timing(seconds=round(seconds, 3), calls=tally.calls, cached=tally.cached),
+            "usage": tally.usage(),
             "scores": scores_reference,
             "outputs": outputs_reference,
             "consistency": (
@@ -569,27 +564,10 @@ def _join(
                 if first.repeats > 1
                 else None
             ),
-            "judge_usage": _judge_usage([part for _, part in parts]),
+            "judge_usage": judged.judge_usage() if judged is not None else None,
         }
     )
     return record, stored, answers
-
-
-def _judge_usage(parts: Sequence[RunRecord]) -> JudgeUsage | None:
-    """The judges' calls and usage of a split run: its parts' summed, as the runner sums
-    its examples'."""
-    used = [p.judge_usage for p in parts if p.judge_usage is not None]
-    if not used:
-        return None
-    known = any(u.prompt_tokens is not None or u.completion_tokens is not None for u in used)
-    costs = [u.cost for u in used if u.cost is not None]
-    return JudgeUsage(
-        calls=sum(u.calls for u in used),
-        cached=sum(u.cached for u in used),
-        prompt_tokens=sum(u.prompt_tokens or 0 for u in used) if known else None,
-        completion_tokens=sum(u.completion_tokens or 0 for u in used) if known else None,
-        cost=round(math.fsum(costs), 6) if costs else None,
-    )
 
 
 def _identity(record: RunRecord) -> Any:
