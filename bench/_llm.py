@@ -1,11 +1,13 @@
-"""The pieces the benchmarks share: tests/_llm_server.py in its own process, and the echo
-prompt they evaluate against it."""
+"""The pieces the benchmarks share: tests/_llm_server.py in its own process, the echo
+prompt they evaluate against it, and the bare clients they compare promptlib with."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +79,53 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _answered(who: str, text: object, detail: object) -> None:
+    if not text:
+        raise SystemExit(f"{who}: unexpected result: {str(detail)[:2000]}")
+
+
+async def send_aiohttp(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> None:
+    """POST ``bodies`` to ``base_url``'s chat completions with ``concurrency`` workers on one
+    aiohttp session: the least a client can do per request."""
+    import aiohttp
+
+    queue = list(reversed(bodies))
+    headers = {"Authorization": "Bearer no-key"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                async with session.post(
+                    f"{base_url}/chat/completions", json=body, headers=headers
+                ) as response:
+                    data = await response.json()
+                    _answered("aiohttp", data["choices"][0]["message"]["content"], data)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def send_sdk(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> None:
+    """Send ``bodies`` through the openai SDK with ``concurrency`` workers, on the transport
+    promptlib uses (``DefaultAioHttpClient``, no SDK retries)."""
+    import openai
+
+    client = openai.AsyncOpenAI(
+        api_key="no-key",
+        base_url=base_url,
+        max_retries=0,
+        http_client=openai.DefaultAioHttpClient(),
+    )
+    queue = list(reversed(bodies))
+
+    async def worker() -> None:
+        while queue:
+            completion = await client.chat.completions.create(**queue.pop())
+            _answered("openai SDK", completion.choices[0].message.content, completion)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await client.close()

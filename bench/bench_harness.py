@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import _llm  # noqa: E402
 from _llm import PROMPT, SYSTEM, Server  # noqa: E402
 from _report import write_section  # noqa: E402
 
@@ -166,48 +167,6 @@ def promptlib_inprocess(project: Path, concurrency: int, examples: int) -> tuple
     ok = outcome.status == "ran" and not outcome.errors
     check(PROMPTLIB_LIB, ok and outcome.results["contains"]["n"] == examples, outcome)
     return wall, outcome.seconds
-
-
-async def _raw(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> None:
-    import aiohttp
-
-    queue = list(reversed(bodies))
-    headers = {"Authorization": "Bearer no-key"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-        async def worker() -> None:
-            while queue:
-                body = queue.pop()
-                async with session.post(
-                    f"{base_url}/chat/completions", json=body, headers=headers
-                ) as response:
-                    data = await response.json()
-                    check(RAW, bool(data["choices"][0]["message"]["content"]), data)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-async def _sdk(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> None:
-    import openai
-
-    client = openai.AsyncOpenAI(
-        api_key="no-key",
-        base_url=base_url,
-        max_retries=0,
-        http_client=openai.DefaultAioHttpClient(),
-    )
-    queue = list(reversed(bodies))
-
-    async def worker() -> None:
-        while queue:
-            body = queue.pop()
-            completion = await client.chat.completions.create(**body)
-            check(SDK, bool(completion.choices[0].message.content), completion)
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        await client.close()
 
 
 def bare(
@@ -403,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                     project, c, env, "off", args.examples
                 ),
                 PROMPTLIB_LIB: lambda c=concurrency: promptlib_inprocess(project, c, args.examples),
-                RAW: lambda c=concurrency: bare(_raw, server.base_url, bodies, c),
-                SDK: lambda c=concurrency: bare(_sdk, server.base_url, bodies, c),
+                RAW: lambda c=concurrency: bare(_llm.send_aiohttp, server.base_url, bodies, c),
+                SDK: lambda c=concurrency: bare(_llm.send_sdk, server.base_url, bodies, c),
             }
             if concurrency >= 8:
                 contenders[PROMPTLIB_CACHE] = lambda c=concurrency: promptlib_cli(

@@ -230,49 +230,6 @@ def clear_cache(project: Path) -> None:
 # -- in-process clients (each in a fresh process: --client NAME) -----------------------
 
 
-async def _aiohttp(base_url: str, work: list[dict[str, Any]], concurrency: int) -> None:
-    import aiohttp
-
-    queue = list(reversed(work))
-    headers = {"Authorization": "Bearer no-key"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            while queue:
-                body = queue.pop()
-                async with session.post(
-                    f"{base_url}/chat/completions", json=body, headers=headers
-                ) as response:
-                    data = await response.json()
-                    assert data["choices"][0]["message"]["content"]
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-async def _sdk(base_url: str, work: list[dict[str, Any]], concurrency: int) -> None:
-    import openai
-
-    client = openai.AsyncOpenAI(
-        api_key="no-key",
-        base_url=base_url,
-        max_retries=0,
-        http_client=openai.DefaultAioHttpClient(),
-    )
-    queue = list(reversed(work))
-
-    async def worker() -> None:
-        while queue:
-            body = queue.pop()
-            completion = await client.chat.completions.create(**body)
-            assert completion.choices[0].message.content
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        await client.close()
-
-
 def _promptlib(project: Path, concurrency: int, cache: str, count: int) -> None:
     from promptlib.evals.cache import CacheMode
     from promptlib.evals.run import evaluate
@@ -298,9 +255,9 @@ def client_main(args: argparse.Namespace) -> None:
 
     def once() -> None:
         if args.client == "aiohttp":
-            asyncio.run(_aiohttp(args.base_url, work, args.concurrency))
+            asyncio.run(_llm.send_aiohttp(args.base_url, work, args.concurrency))
         elif args.client == "sdk":
-            asyncio.run(_sdk(args.base_url, work, args.concurrency))
+            asyncio.run(_llm.send_sdk(args.base_url, work, args.concurrency))
         else:
             cache = "on" if args.client == "lib-on" else "off"
             _promptlib(Path(args.project), args.concurrency, cache, args.requests)
