@@ -41,6 +41,24 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+#: A one-input prompt file, to ``.format(name=..., system=...)``: id ``demo.{name}``, the
+#: system message ``{system}`` and the row's ``text`` as the user message.
+DEMO_PROMPT = """\
+id: demo.{name}
+version: 1.0.0
+description: The {name} prompt.
+inputs:
+  text: {{type: string}}
+messages:
+  - role: system
+    content: "{system}"
+  - role: user
+    content: "{{{{ text }}}}"
+examples:
+  - inputs: {{text: row-1}}
+"""
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write
+from conftest import DEMO_PROMPT, write
 from promptlib.cli import app
 from promptlib.ledger import open_project
 from promptlib.settings import Settings
@@ -38,20 +38,6 @@ GOLDEN = Path(__file__).parent / "golden"
 PROMPTLIB = Path(sys.executable).with_name("promptlib")
 RAY = Path(sys.executable).with_name("ray")
 
-PROMPT = """\
-id: demo.{name}
-version: 1.0.0
-description: The {name} prompt.
-inputs:
-  text: {{type: string}}
-messages:
-  - role: system
-    content: "{system}"
-  - role: user
-    content: "{{{{ text }}}}"
-examples:
-  - inputs: {{text: row-1}}
-"""
 
 # The provider's module, written into each project. It logs every answer (and the pid of
 # the process giving it) to CALLS; for the row named by HANG it first writes its pid to
@@ -103,7 +89,9 @@ def make_project(root: Path, rows: int, prompts: dict[str, str], *, hang: str = 
         ),
     )
     for name, system in prompts.items():
-        write(root / "prompts" / "demo" / f"{name}.yaml", PROMPT.format(name=name, system=system))
+        write(
+            root / "prompts" / "demo" / f"{name}.yaml", DEMO_PROMPT.format(name=name, system=system)
+        )
     lines = [
         json.dumps({"id": f"r{i:03d}", "text": f"row-{i}", "label": "yes"})
         for i in range(1, rows + 1)
@@ -554,7 +542,7 @@ def test_a_changed_prompt_gets_new_workers_that_evaluate_it(
     assert len(before) == 2
     write(
         root / "prompts" / "demo" / "alpha.yaml",
-        PROMPT.format(name="alpha", system="Answer. [bad]"),
+        DEMO_PROMPT.format(name="alpha", system="Answer. [bad]"),
     )
     # The cluster's two CPUs are held by the warm workers of the old snapshot: the run
     # retires them (after their calls) for workers of the new one.

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write
+from conftest import DEMO_PROMPT, write
 from promptlib.cli import app
 from promptlib.evals.consistency import (
     consistency,
@@ -34,20 +34,6 @@ from promptlib.evals.consistency import (
 
 ROWS = 10
 
-PROMPT = """\
-id: demo.{name}
-version: 1.0.0
-description: The {name} prompt.
-inputs:
-  text: {{type: string}}
-messages:
-  - role: system
-    content: "{system}"
-  - role: user
-    content: "{{{{ text }}}}"
-examples:
-  - inputs: {{text: row-1}}
-"""
 
 SUITE = """\
 dataset: evals/datasets/main.jsonl
@@ -75,9 +61,11 @@ callable = "_unstable:answer"
     )
     write(
         root / "prompts" / "demo" / "shaky.yaml",
-        PROMPT.format(name="shaky", system="Answer yes. [unstable]"),
+        DEMO_PROMPT.format(name="shaky", system="Answer yes. [unstable]"),
     )
-    write(root / "prompts" / "demo" / "steady.yaml", PROMPT.format(name="steady", system="Yes."))
+    write(
+        root / "prompts" / "demo" / "steady.yaml", DEMO_PROMPT.format(name="steady", system="Yes.")
+    )
     rows = [
         json.dumps({"id": f"r{i:02d}", "text": f"row-{i}", "label": "yes"})
         for i in range(1, ROWS + 1)
@@ -365,7 +353,7 @@ def test_against_with_repeats_compares_examples_and_reports_a_flaky_candidate(
     assert code == 0, out + err
     write(
         root / "prompts" / "demo" / "shaky.yaml",
-        PROMPT.format(name="shaky", system="Answer yes, briefly. [unstable]").replace(
+        DEMO_PROMPT.format(name="shaky", system="Answer yes, briefly. [unstable]").replace(
             "1.0.0", "1.1.0"
         ),
     )
